@@ -1,0 +1,163 @@
+"""``kgrec``: the command line. Every command is a thin call into the library."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Knowledge-graph-enhanced and multi-task recommendation (MKR and friends).",
+)
+
+
+def _parse_value(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
+
+
+def _parse_sets(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
+        k, v = item.split("=", 1)
+        out[k.strip()] = _parse_value(v.strip())
+    return out
+
+
+def _fail(msg: str) -> None:
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _print_metrics(m: dict[str, Any]) -> None:
+    test, valid = m.get("test") or {}, m.get("valid") or {}
+    typer.echo(f"\n{m.get('model')} on {m.get('dataset')} (seed {m.get('seed')}), "
+               f"best epoch {m.get('best_epoch')}")
+    for name, d in (("valid", valid), ("test", test)):
+        if d:
+            typer.echo(f"  {name:5s}  AUC {d['auc']:.4f}  ACC {d['acc']:.4f}  "
+                       f"F1 {d['f1']:.4f}  logloss {d['logloss']:.4f}")
+    topk = m.get("test_topk")
+    if topk:
+        ks = [k for k in (10, 20, 50) if f"recall@{k}" in topk]
+        typer.echo("  top-K  " + "  ".join(
+            f"R@{k} {topk[f'recall@{k}']:.4f} NDCG@{k} {topk[f'ndcg@{k}']:.4f}" for k in ks))
+    t = m.get("timings")
+    if t:
+        typer.echo(f"  time   {t['seconds_per_epoch']:.2f} s/epoch, {t['total_seconds']:.1f} s "
+                   f"total, peak memory {t['peak_rss_mb']:.0f} MB")
+
+
+@app.command()
+def train(
+    dataset: str = typer.Option("synthetic", "--dataset", "-d",
+                                help="catalog name: synthetic, music, book, movie, movie-half"),
+    model: str = typer.Option("mkr", "--model", "-m", help="mkr, mkr-nokg, kgmf, mf"),
+    seed: int = typer.Option(0, help="seeds conversion negatives, split, init, shuffling"),
+    epochs: Optional[int] = typer.Option(None, help="default: the preset's"),
+    out: Optional[Path] = typer.Option(None, help="run directory (default runs/...)"),
+    negatives: str = typer.Option("fixed", help="fixed (paper) or resample (every epoch)"),
+    train_ratio: float = typer.Option(1.0, help="share of training rows kept (sparse runs)"),
+    set_: list[str] = typer.Option([], "--set", help="model parameter KEY=VALUE (repeatable)"),
+    topk: bool = typer.Option(True, help="full-ranking top-K evaluation on test"),
+    threads: Optional[int] = typer.Option(None, help="torch threads"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+) -> None:
+    """Train a model on a dataset (default: MKR on the built-in synthetic dataset)."""
+    from kgrec.data.dataset import DataError
+    from kgrec.run import RunConfig
+    from kgrec.run import train as run_train
+
+    cfg = RunConfig(dataset=dataset, model=model, seed=seed, epochs=epochs, negatives=negatives,
+                    train_ratio=train_ratio, params=_parse_sets(set_), topk=topk,
+                    out=str(out) if out else None, threads=threads, progress=not quiet)
+    try:
+        res = run_train(cfg)
+    except (DataError, KeyError, ValueError, FileNotFoundError, RuntimeError) as exc:
+        _fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
+        return
+    _print_metrics(res.metrics)
+    typer.echo(f"  run    {res.run_dir}/ (metrics.json, config.json, checkpoint.pt, "
+               "learning_curve.png)")
+
+
+@app.command()
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="a directory written by `kgrec train`"),
+    topk: bool = typer.Option(True, help="also the full-ranking top-K metrics"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Re-evaluate a run's best checkpoint on its validation and test splits."""
+    from kgrec.run import evaluate_run
+
+    try:
+        res = evaluate_run(run_dir, topk=topk)
+    except (FileNotFoundError, RuntimeError, KeyError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        typer.echo(json.dumps(res, indent=2))
+        return
+    meta = json.loads((run_dir / "config.json").read_text())["run"]
+    _print_metrics({**res, "model": meta["model"], "dataset": meta["dataset"],
+                    "seed": meta["seed"], "best_epoch": "(checkpoint)"})
+
+
+@app.command()
+def datasets(
+    stats: bool = typer.Option(True, help="load each available dataset to show its sizes"),
+) -> None:
+    """List the named datasets, where they are found, and their statistics."""
+    from kgrec.data import catalog
+
+    header = f"{'name':11s} {'users':>7s} {'items':>7s} {'rows':>9s} {'entities':>8s} " \
+             f"{'rels':>5s} {'triples':>8s}  source"
+    typer.echo(header)
+    for name in catalog.list_datasets():
+        where = catalog.locate(name)
+        row = f"{name:11s}"
+        if stats and where is not None:
+            try:
+                s = catalog.load_dataset(name).stats()
+                row += (f" {s['users']:7d} {s['items']:7d} {s['interactions']:9d} "
+                        f"{s['entities']:8d} {s['relations']:5d} {s['triples']:8d}")
+            except Exception as exc:  # show the problem, keep listing
+                row += f"  error: {exc}"
+        else:
+            row += " " * 50
+        typer.echo(f"{row}  {where if where is not None else 'not found (will download)'}")
+        typer.echo(f"{'':11s} {catalog.dataset_info(name)['description']}")
+
+
+@app.command()
+def models() -> None:
+    """List the models."""
+    from kgrec.models import MODELS
+
+    for name, (_, _, _, _, desc) in MODELS.items():
+        typer.echo(f"{name:10s} {desc}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

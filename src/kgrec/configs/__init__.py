@@ -1,0 +1,23 @@
+"""Presets: the papers' hyper-parameters per (model, dataset), stored as TOML beside this file."""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from typing import Any
+
+__all__ = ["load_preset", "DATASET_ALIASES"]
+
+# datasets that share another's preset
+DATASET_ALIASES = {"movie-half": "movie"}
+
+
+def load_preset(model: str, dataset: str) -> dict[str, Any]:
+    """``[default]`` of ``<model>.toml`` updated with the dataset's section (if any)."""
+    path = resources.files("kgrec.configs") / f"{model}.toml"
+    if not path.is_file():
+        return {}
+    table = tomllib.loads(path.read_text(encoding="utf-8"))
+    out = dict(table.get("default", {}))
+    out.update(table.get(DATASET_ALIASES.get(dataset, dataset), {}))
+    return out

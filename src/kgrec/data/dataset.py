@@ -1,0 +1,204 @@
+"""The one in-memory shape every model sees: labelled interactions, a KG and the item-entity links.
+
+Ids are dense ``int64`` indices. Raw ids (as they appear in the source files) are kept in
+vocabularies (``user_ids[i]`` is the raw id of user ``i``), so results and embeddings can be
+mapped back to what the user knows.
+
+Convention (as in MKR, Wang et al. WWW'19): items take the first entity indices, so
+``item_entity[i] == i`` for datasets converted the MKR way; other sources may link items to
+arbitrary entities through ``item_entity``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Dataset", "Split", "DataError", "array_checksum"]
+
+
+class DataError(ValueError):
+    """Bad input data: the message names the file, the line (1-based) and the reason."""
+
+    def __init__(self, reason: str, *, path: str | Path | None = None, line: int | None = None):
+        self.reason = reason
+        self.path = None if path is None else str(path)
+        self.line = line
+        where = ""
+        if self.path is not None:
+            where = self.path if line is None else f"{self.path}:{line}"
+            where += ": "
+        super().__init__(f"{where}{reason}")
+
+
+def array_checksum(*arrays: np.ndarray) -> str:
+    """sha256 over the raw bytes (dtype and shape included) of the given arrays."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str(a.dtype).encode())
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class Dataset:
+    """Labelled interactions plus a knowledge graph.
+
+    Attributes:
+        name: short name (``music``, ``book``, ``synthetic`` ...).
+        ratings: ``(n, 3)`` int64 rows ``(user, item, label)`` with label in {0, 1}: the
+            positives and the sampled negatives of MKR's conversion.
+        kg: ``(m, 3)`` int64 triples ``(head, relation, tail)`` over entity indices.
+        n_users, n_items, n_entities, n_relations: vocabulary sizes.
+        item_entity: ``(n_items,)`` entity index of each item.
+        known_negatives: ``(k, 2)`` int64 ``(user, item)`` pairs the user explicitly disliked
+            (MovieLens ratings < 4). Never drawn as sampled negatives.
+        user_ids, item_ids, entity_ids, relation_ids: raw labels, index -> raw id (strings).
+        source_checksums: sha256 of each source file the dataset was built from.
+        meta: free-form provenance (conversion seed, reader, notes).
+    """
+
+    name: str
+    ratings: np.ndarray
+    kg: np.ndarray
+    n_users: int
+    n_items: int
+    n_entities: int
+    n_relations: int
+    item_entity: np.ndarray
+    known_negatives: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))
+    user_ids: np.ndarray | None = None
+    item_ids: np.ndarray | None = None
+    entity_ids: np.ndarray | None = None
+    relation_ids: np.ndarray | None = None
+    source_checksums: dict[str, str] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.ratings = np.asarray(self.ratings, dtype=np.int64).reshape(-1, 3)
+        self.kg = np.asarray(self.kg, dtype=np.int64).reshape(-1, 3)
+        self.item_entity = np.asarray(self.item_entity, dtype=np.int64)
+        self.known_negatives = np.asarray(self.known_negatives, dtype=np.int64).reshape(-1, 2)
+        self.check()
+
+    # ------------------------------------------------------------------ checks
+    def check(self) -> None:
+        """Raise :class:`DataError` if indices are out of range or the data is empty."""
+        r, kg = self.ratings, self.kg
+        if len(r) == 0:
+            raise DataError(f"dataset {self.name!r} has no interactions")
+        if r[:, 0].min() < 0 or r[:, 0].max() >= self.n_users:
+            raise DataError(f"dataset {self.name!r}: user index out of range [0, {self.n_users})")
+        if r[:, 1].min() < 0 or r[:, 1].max() >= self.n_items:
+            raise DataError(f"dataset {self.name!r}: item index out of range [0, {self.n_items})")
+        if not np.isin(r[:, 2], (0, 1)).all():
+            raise DataError(f"dataset {self.name!r}: labels must be 0 or 1")
+        if len(self.item_entity) != self.n_items:
+            raise DataError(
+                f"dataset {self.name!r}: item_entity has {len(self.item_entity)} entries "
+                f"for {self.n_items} items"
+            )
+        if len(kg):
+            ents = kg[:, [0, 2]]
+            if ents.min() < 0 or ents.max() >= self.n_entities:
+                raise DataError(
+                    f"dataset {self.name!r}: entity index out of range [0, {self.n_entities})"
+                )
+            if kg[:, 1].min() < 0 or kg[:, 1].max() >= self.n_relations:
+                raise DataError(
+                    f"dataset {self.name!r}: relation index out of range [0, {self.n_relations})"
+                )
+        if len(self.item_entity) and (
+            self.item_entity.min() < 0 or self.item_entity.max() >= max(self.n_entities, 1)
+        ):
+            raise DataError(f"dataset {self.name!r}: item_entity points outside the entities")
+
+    # ------------------------------------------------------------------ views
+    @property
+    def checksum(self) -> str:
+        """sha256 of the converted arrays: two datasets with equal checksums hold equal rows."""
+        return array_checksum(self.ratings, self.kg, self.item_entity, self.known_negatives)
+
+    @property
+    def n_positives(self) -> int:
+        return int(self.ratings[:, 2].sum())
+
+    def stats(self) -> dict[str, Any]:
+        """Sizes and sparsity, as printed by ``kgrec datasets``."""
+        pos = self.n_positives
+        return {
+            "name": self.name,
+            "users": self.n_users,
+            "items": self.n_items,
+            "interactions": int(len(self.ratings)),
+            "positives": pos,
+            "entities": self.n_entities,
+            "relations": self.n_relations,
+            "triples": int(len(self.kg)),
+            "density": pos / max(self.n_users * self.n_items, 1),
+        }
+
+    def to_npz(self, path: str | Path) -> None:
+        """Write the dataset to ``path`` (a temporary file renamed into place)."""
+        import json
+        import os
+        import tempfile
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {
+            "ratings": self.ratings,
+            "kg": self.kg,
+            "item_entity": self.item_entity,
+            "known_negatives": self.known_negatives,
+        }
+        for key in ("user_ids", "item_ids", "entity_ids", "relation_ids"):
+            v = getattr(self, key)
+            if v is not None:
+                arrays[key] = np.asarray(v, dtype=str)
+        header = {
+            "name": self.name,
+            "n_users": self.n_users,
+            "n_items": self.n_items,
+            "n_entities": self.n_entities,
+            "n_relations": self.n_relations,
+            "source_checksums": self.source_checksums,
+            "meta": self.meta,
+        }
+        arrays["header"] = np.array(json.dumps(header))
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+        os.close(fd)
+        try:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    @classmethod
+    def from_npz(cls, path: str | Path) -> "Dataset":
+        import json
+
+        with np.load(path, allow_pickle=False) as z:
+            header = json.loads(str(z["header"]))
+            kwargs = {k: z[k] for k in z.files if k != "header"}
+        return cls(**header, **kwargs)
+
+
+@dataclass
+class Split:
+    """Train / validation / test rows ``(user, item, label)``; validation and test never change."""
+
+    train: np.ndarray
+    valid: np.ndarray
+    test: np.ndarray
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "valid": len(self.valid), "test": len(self.test)}

@@ -1,0 +1,56 @@
+"""Models and the registry the CLI and benchmarks build them from."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+from kgrec.data.dataset import Dataset
+from kgrec.models.base import Recommender, Task, TrainData
+from kgrec.models.kgmf import KGMF, KGMFConfig
+from kgrec.models.mkr import MKR, MKRConfig
+
+__all__ = [
+    "Recommender", "Task", "TrainData", "MKR", "MKRConfig", "KGMF", "KGMFConfig",
+    "MODELS", "build_model", "model_config",
+]
+
+
+def _mkr(ds: Dataset, cfg: MKRConfig) -> Recommender:
+    return MKR(n_users=ds.n_users, n_items=ds.n_items, n_entities=ds.n_entities,
+               n_relations=ds.n_relations, item_entity=ds.item_entity, config=cfg)
+
+
+def _kgmf(ds: Dataset, cfg: KGMFConfig) -> Recommender:
+    return KGMF(n_users=ds.n_users, n_items=ds.n_items, n_entities=ds.n_entities,
+                n_relations=ds.n_relations, kg=ds.kg, item_entity=ds.item_entity, config=cfg)
+
+
+# name -> (config class, builder, preset file, fixed overrides, description)
+MODELS: dict[str, tuple[type, Callable[[Dataset, Any], Recommender], str, dict, str]] = {
+    "mkr": (MKRConfig, _mkr, "mkr", {}, "MKR, cross & compress + alternating KGE (WWW'19)"),
+    "mkr-nokg": (MKRConfig, _mkr, "mkr", {"kge_interval": 0},
+                 "MKR with the KGE task switched off (ablation)"),
+    "kgmf": (KGMFConfig, _kgmf, "kgmf", {}, "MF + mean of KG neighbours (KG-aware reference)"),
+    "mf": (KGMFConfig, _kgmf, "kgmf", {"use_kg": False}, "plain MF, BCE (KG-blind twin)"),
+}
+
+
+def model_config(name: str, params: dict[str, Any]) -> Any:
+    """The model's config dataclass from ``params``; unknown keys fail with the valid ones."""
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
+    cls, _, _, fixed, _ = MODELS[name]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    bad = sorted(set(params) - fields)
+    if bad:
+        raise ValueError(
+            f"unknown parameter(s) {', '.join(bad)} for model {name!r}; "
+            f"valid: {', '.join(sorted(fields))}"
+        )
+    return cls(**{**params, **fixed})
+
+
+def build_model(name: str, dataset: Dataset, config: Any) -> Recommender:
+    """Instantiate model ``name`` for ``dataset`` with a config from :func:`model_config`."""
+    return MODELS[name][1](dataset, config)

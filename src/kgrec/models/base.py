@@ -1,0 +1,87 @@
+"""The model contract: the one seam every model honours.
+
+A model is an ``nn.Module`` that declares its *tasks*. Each task turns a batch of rows into a
+scalar loss, has its own parameters, optimizer learning rate and schedule (``every``: train the
+task in epochs where ``epoch % every == 0``, MKR's ``kge_interval``). The trainer knows nothing
+model-specific: it asks for the tasks, batches their sources and steps their optimizers.
+
+A recommender also scores ``(user, item)`` pairs (logits) and, for ranking, all items for a
+block of users.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["Task", "TrainData", "Recommender"]
+
+
+@dataclass
+class TrainData:
+    """What a model may train on (built by the caller from a :class:`~kgrec.data.Dataset`).
+
+    Attributes:
+        rec_rows: ``epoch -> (n, 3)`` int64 training rows ``(user, item, label)``; fixed rows
+            by default, or positives with freshly resampled negatives each epoch.
+        kg: ``(m, 3)`` int64 triples ``(head, relation, tail)``.
+        n_users, n_items, n_entities, n_relations: vocabulary sizes.
+        item_entity: ``(n_items,)`` entity index of each item.
+    """
+
+    rec_rows: Callable[[int], np.ndarray]
+    kg: np.ndarray
+    n_users: int
+    n_items: int
+    n_entities: int
+    n_relations: int
+    item_entity: np.ndarray
+
+
+@dataclass
+class Task:
+    """One trainable objective of a model.
+
+    Attributes:
+        name: ``rec``, ``kge`` ...
+        source: ``epoch -> (n, k)`` int64 array of rows; the trainer shuffles and batches it.
+        loss: ``LongTensor (b, k) -> scalar`` loss for one batch.
+        params: parameters this task's optimizer updates.
+        lr: learning rate of the task's Adam optimizer.
+        batch_size: rows per step.
+        every: run the task in epochs where ``epoch % every == 0``.
+    """
+
+    name: str
+    source: Callable[[int], np.ndarray]
+    loss: Callable[[torch.Tensor], torch.Tensor]
+    params: list[nn.Parameter]
+    lr: float
+    batch_size: int
+    every: int = 1
+    extras: dict = field(default_factory=dict)
+
+
+class Recommender(nn.Module):
+    """Base class of recommenders: tasks for training, logits for scoring."""
+
+    n_users: int
+    n_items: int
+
+    def tasks(self, data: TrainData) -> list[Task]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Logits for aligned ``(users[k], items[k])`` pairs; ``sigmoid`` gives the CTR."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def score_all(self, users: torch.Tensor) -> torch.Tensor:
+        """Logits ``(len(users), n_items)`` for every item. Override when it can be faster."""
+        b = len(users)
+        items = torch.arange(self.n_items, device=users.device)
+        u = users.repeat_interleave(self.n_items)
+        return self.score(u, items.repeat(b)).view(b, self.n_items)

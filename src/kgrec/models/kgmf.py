@@ -1,0 +1,114 @@
+"""KG-MF: matrix factorisation whose item vector adds the mean of the item's KG neighbours.
+
+``v_i = q_i + mean_{(i, r, t) in KG} (e_t + r_r)``; score ``u . v_i + b_i``; BCE loss.
+
+A deliberately small, transparent KG-aware reference in the spirit of CKE's item
+representation (collaborative offset + structural embedding; Zhang et al., KDD'16): items that
+share KG neighbours share parameters, so sparse items borrow signal from their neighbours.
+With ``use_kg=False`` it is plain MF, its KG-blind twin — the pair used to check that the
+synthetic dataset's planted KG structure is learnable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kgrec.models.base import Recommender, Task, TrainData
+from kgrec.models.layers import glorot_embedding
+
+__all__ = ["KGMFConfig", "KGMF"]
+
+
+@dataclass
+class KGMFConfig:
+    """dim: embedding size; lr: Adam learning rate; l2_weight: L2 as Adam weight decay on
+    the embeddings; batch_size: rows per step; use_kg: add the KG-neighbour term."""
+
+    dim: int = 16
+    lr: float = 1e-2
+    l2_weight: float = 1e-4
+    batch_size: int = 1024
+    use_kg: bool = True
+
+
+class KGMF(Recommender):
+    """See module docstring. Construct with keyword arguments only."""
+
+    def __init__(
+        self,
+        *,
+        n_users: int,
+        n_items: int,
+        n_entities: int,
+        n_relations: int,
+        kg: np.ndarray,
+        item_entity: np.ndarray | None = None,
+        config: KGMFConfig | None = None,
+    ):
+        super().__init__()
+        cfg = config or KGMFConfig()
+        self.config = cfg
+        self.n_users, self.n_items = n_users, n_items
+        d = cfg.dim
+        self.user_emb = glorot_embedding(n_users, d)
+        self.item_emb = glorot_embedding(n_items, d)
+        self.item_bias = nn.Parameter(torch.zeros(n_items))
+        self.entity_emb = glorot_embedding(max(n_entities, 1), d)
+        self.relation_emb = glorot_embedding(max(n_relations, 1), d)
+        # (item, triple) incidence, row-normalised: mean over the item's outgoing triples
+        item_entity = np.arange(n_items) if item_entity is None else np.asarray(item_entity)
+        entity_item = np.full(max(n_entities, 1), -1, dtype=np.int64)
+        entity_item[item_entity] = np.arange(n_items)
+        kg = np.asarray(kg, dtype=np.int64).reshape(-1, 3)
+        kg = kg[entity_item[kg[:, 0]] >= 0] if len(kg) else kg
+        rows = entity_item[kg[:, 0]]
+        deg = np.bincount(rows, minlength=n_items).astype(np.float32)
+        vals = 1.0 / np.maximum(deg[rows], 1.0)
+        self.register_buffer(
+            "adj",
+            torch.sparse_coo_tensor(
+                torch.as_tensor(np.stack([rows, np.arange(len(kg))])),
+                torch.as_tensor(vals, dtype=torch.float32),
+                size=(n_items, max(len(kg), 1)),
+                check_invariants=True,
+            ).coalesce(),
+            persistent=False,
+        )
+        self.register_buffer("kg_rel", torch.as_tensor(kg[:, 1]), persistent=False)
+        self.register_buffer("kg_tail", torch.as_tensor(kg[:, 2]), persistent=False)
+
+    def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        q = self.item_emb if items is None else self.item_emb[items]
+        if not self.config.use_kg or len(self.kg_tail) == 0:
+            return q
+        neigh = self.entity_emb[self.kg_tail] + self.relation_emb[self.kg_rel]
+        kg_part = torch.sparse.mm(self.adj, neigh)
+        return q + (kg_part if items is None else kg_part[items])
+
+    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return (self.user_emb[users] * self.item_vectors(items)).sum(-1) + self.item_bias[items]
+
+    def score_all(self, users: torch.Tensor) -> torch.Tensor:
+        return self.user_emb[users] @ self.item_vectors().T + self.item_bias
+
+    def rec_loss(self, batch: torch.Tensor) -> torch.Tensor:
+        logits = self.score(batch[:, 0], batch[:, 1])
+        return F.binary_cross_entropy_with_logits(logits, batch[:, 2].float())
+
+    def tasks(self, data: TrainData) -> list[Task]:
+        cfg = self.config
+        return [
+            Task(
+                name="rec",
+                source=data.rec_rows,
+                loss=self.rec_loss,
+                params=[{"params": list(self.parameters()), "weight_decay": cfg.l2_weight}],
+                lr=cfg.lr,
+                batch_size=cfg.batch_size,
+            )
+        ]

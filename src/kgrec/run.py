@@ -1,0 +1,254 @@
+"""A whole training run as a user starts it: data, split, model, trainer, evaluation, run
+directory. ``kgrec train`` and the benchmarks are thin calls into :func:`train`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import resource
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from kgrec.configs import load_preset
+from kgrec.data.dataset import Dataset, Split
+from kgrec.data.sampling import PairSet, training_rows
+from kgrec.data.split import random_split, subsample
+from kgrec.models import MODELS, build_model, model_config
+from kgrec.models.base import Recommender, TrainData
+from kgrec.train.trainer import FitResult, TrainConfig, Trainer, seed_everything
+
+__all__ = ["RunConfig", "RunResult", "train", "evaluate_run", "load_run", "prepare_data"]
+
+KS = (1, 2, 5, 10, 20, 50, 100)
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run (written to ``config.json``).
+
+    Attributes:
+        dataset: catalog name (``synthetic``, ``music``, ``book``, ``movie``, ``movie-half``).
+        model: registry name (``mkr``, ``mkr-nokg``, ``kgmf``, ``mf``).
+        seed: seeds the conversion's negatives, the 6:2:2 split, init and shuffling.
+        epochs: run length (None: the preset's).
+        negatives: ``fixed`` (the paper's sampled rows) or ``resample`` (fresh every epoch).
+        train_ratio: keep this share of the training rows (sparse experiments).
+        params: model hyper-parameters overriding the preset.
+        topk: also run the full-ranking top-K evaluation on the test split.
+        out: run directory (None: ``runs/<dataset>-<model>-s<seed>-<time>``).
+        threads: torch threads (None: 1 for batches under 1024 rows, else torch's default).
+        progress: show progress bars.
+    """
+
+    dataset: str = "synthetic"
+    model: str = "mkr"
+    seed: int = 0
+    epochs: int | None = None
+    negatives: str = "fixed"
+    train_ratio: float = 1.0
+    params: dict[str, Any] = field(default_factory=dict)
+    topk: bool = True
+    out: str | None = None
+    threads: int | None = None
+    progress: bool = True
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    model: Recommender
+    fit: FitResult
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ("kgrec", "torch", "numpy", "pandas", "scikit-learn"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:  # pragma: no cover
+            out[pkg] = "not installed"
+    return out
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def _write_json(obj: Any, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, default=_json_default)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def prepare_data(cfg: RunConfig) -> tuple[Dataset, Split]:
+    """Load (cached) and split the dataset of a run."""
+    from kgrec.data.catalog import load_dataset
+
+    ds = load_dataset(cfg.dataset, seed=cfg.seed)
+    split = random_split(ds.ratings, seed=cfg.seed)
+    if cfg.train_ratio < 1.0:
+        split = Split(subsample(split.train, cfg.train_ratio, seed=cfg.seed), split.valid,
+                      split.test)
+    return ds, split
+
+
+def _train_data(ds: Dataset, split: Split, cfg: RunConfig) -> TrainData:
+    exclude = None
+    if cfg.negatives == "resample":
+        pos = ds.ratings[ds.ratings[:, 2] == 1]
+        kn = ds.known_negatives
+        exclude = PairSet(np.r_[pos[:, 0], kn[:, 0]], np.r_[pos[:, 1], kn[:, 1]], ds.n_items)
+    return TrainData(
+        rec_rows=training_rows(split.train, mode=cfg.negatives, n_items=ds.n_items,
+                               exclude=exclude, seed=cfg.seed),
+        kg=ds.kg, n_users=ds.n_users, n_items=ds.n_items, n_entities=ds.n_entities,
+        n_relations=ds.n_relations, item_entity=ds.item_entity,
+    )
+
+
+def resolve(cfg: RunConfig) -> tuple[dict[str, Any], int]:
+    """Model parameters (preset + overrides) and the number of epochs."""
+    if cfg.model not in MODELS:
+        raise KeyError(f"unknown model {cfg.model!r}; known: {', '.join(sorted(MODELS))}")
+    preset = load_preset(MODELS[cfg.model][2], cfg.dataset)
+    epochs = int(preset.pop("epochs", 10))
+    params = {**preset, **cfg.params}
+    return params, int(cfg.epochs if cfg.epochs is not None else epochs)
+
+
+def train(cfg: RunConfig) -> RunResult:
+    """Run one training job and write its run directory (see the README for its files)."""
+    t_start = time.perf_counter()
+    params, epochs = resolve(cfg)
+    model_cfg = model_config(cfg.model, params)  # fail on a bad parameter before any work
+    run_dir = Path(cfg.out) if cfg.out else Path("runs") / (
+        f"{cfg.dataset}-{cfg.model}-s{cfg.seed}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    t0 = time.perf_counter()
+    ds, split = prepare_data(cfg)
+    data_seconds = time.perf_counter() - t0
+
+    seed_everything(cfg.seed)
+    model = build_model(cfg.model, ds, model_cfg)
+    batch = getattr(model_cfg, "batch_size", 1024)
+    threads = cfg.threads or (1 if batch < 1024 else None)
+    resolved = {
+        "run": {**asdict(cfg), "epochs": epochs, "threads": threads},
+        "model_params": dataclasses.asdict(model_cfg),
+        "data": {"name": ds.name, "checksum": ds.checksum,
+                 "source_checksums": ds.source_checksums, "split": split.sizes(),
+                 "stats": ds.stats(), "meta": ds.meta},
+    }
+    _write_json(resolved, run_dir / "config.json")
+
+    trainer = Trainer(
+        TrainConfig(epochs=epochs, seed=cfg.seed, progress=cfg.progress, threads=threads),
+        checkpoint=run_dir / "checkpoint.pt",
+        checkpoint_extra={"model": cfg.model, "model_params": dataclasses.asdict(model_cfg)},
+    )
+    fit = trainer.fit(model, _train_data(ds, split, cfg), split.valid, split.test)
+
+    topk, topk_seconds = None, 0.0
+    if cfg.topk:
+        from kgrec.eval import evaluate_topk
+
+        t0 = time.perf_counter()
+        topk = evaluate_topk(model, split.train, split.test, n_items=ds.n_items, ks=KS)
+        topk_seconds = time.perf_counter() - t0
+
+    metrics = {
+        "dataset": ds.name,
+        "model": cfg.model,
+        "seed": cfg.seed,
+        "best_epoch": fit.best_epoch,
+        "valid": fit.best_valid,
+        "test": fit.test,
+        "test_topk": topk,
+        "history": [asdict(h) for h in fit.history],
+        "timings": {
+            "data_seconds": data_seconds,
+            "seconds_per_epoch": fit.seconds_per_epoch,
+            "train_seconds": fit.train_seconds,
+            "eval_seconds": fit.eval_seconds,
+            "topk_seconds": topk_seconds,
+            "total_seconds": time.perf_counter() - t_start,
+            "peak_rss_mb": _peak_rss_mb(),
+        },
+        "data_checksum": ds.checksum,
+        "source_checksums": ds.source_checksums,
+        "versions": _versions(),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    _write_json(metrics, run_dir / "metrics.json")
+    try:
+        from kgrec.viz.plots import learning_curve
+
+        learning_curve(metrics, run_dir / "learning_curve.png")
+    except Exception as exc:  # a plot must never lose a finished run
+        print(f"warning: learning curve not written: {exc}")
+    return RunResult(run_dir=run_dir, metrics=metrics, model=model, fit=fit)
+
+
+def load_run(run_dir: str | Path) -> tuple[RunConfig, Recommender, Dataset, Split]:
+    """Rebuild a finished run: its config, the best checkpoint, and the same data split."""
+    run_dir = Path(run_dir)
+    cfg_path, ckpt_path = run_dir / "config.json", run_dir / "checkpoint.pt"
+    for p in (cfg_path, ckpt_path):
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: missing; is {run_dir} a kgrec run directory?")
+    resolved = json.loads(cfg_path.read_text())
+    run = dict(resolved["run"])
+    run.pop("epochs", None)
+    cfg = RunConfig(**{k: v for k, v in run.items() if k in {f.name for f in
+                                                             dataclasses.fields(RunConfig)}})
+    ds, split = prepare_data(cfg)
+    if ds.checksum != resolved["data"]["checksum"]:
+        raise RuntimeError(
+            f"the data of {cfg.dataset!r} changed since the run (checksum "
+            f"{ds.checksum[:12]} != {resolved['data']['checksum'][:12]})"
+        )
+    model = build_model(cfg.model, ds, model_config(cfg.model, resolved["model_params"]))
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["state_dict"])
+    return cfg, model, ds, split
+
+
+def evaluate_run(run_dir: str | Path, *, topk: bool = True) -> dict[str, Any]:
+    """Re-evaluate a run's checkpoint on its validation and test splits."""
+    from kgrec.eval import evaluate_ctr, evaluate_topk
+
+    cfg, model, ds, split = load_run(run_dir)
+    out: dict[str, Any] = {
+        "valid": evaluate_ctr(model, split.valid),
+        "test": evaluate_ctr(model, split.test),
+    }
+    if topk:
+        out["test_topk"] = evaluate_topk(model, split.train, split.test, n_items=ds.n_items,
+                                         ks=KS)
+    return out

@@ -1,0 +1,93 @@
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from kgrec.models import build_model, model_config
+from kgrec.models.base import TrainData
+from kgrec.models.mkr import MKR, MKRConfig
+
+
+def _model(**kw):
+    torch.manual_seed(0)
+    cfg = MKRConfig(**{"dim": 4, "L": 2, "H": 2, "batch_size": 8, **kw})
+    return MKR(n_users=6, n_items=5, n_entities=9, n_relations=3, config=cfg)
+
+
+def _data(kg):
+    return TrainData(rec_rows=lambda e: np.zeros((0, 3), np.int64), kg=kg, n_users=6, n_items=5,
+                     n_entities=9, n_relations=3, item_entity=np.arange(5))
+
+
+def test_scores_shapes_and_score_all_consistent():
+    for inner in (True, False):
+        m = _model(inner_product=inner)
+        users = torch.tensor([0, 3, 5])
+        all_scores = m.score_all(users)
+        assert all_scores.shape == (3, 5)
+        pair = m.score(users.repeat_interleave(5), torch.arange(5).repeat(3)).view(3, 5)
+        assert torch.allclose(all_scores, pair, atol=1e-6)
+
+
+def test_rec_loss_is_bce_plus_l2_of_transformed_vectors():
+    m = _model(l2_weight=0.1)
+    batch = torch.tensor([[0, 1, 1], [2, 3, 0], [5, 4, 1]])
+    u = m.user_vectors(batch[:, 0])
+    v, _ = m.item_entity_vectors(batch[:, 1])
+    expected = F.binary_cross_entropy_with_logits((u * v).sum(-1), batch[:, 2].float())
+    expected = expected + 0.1 * ((u**2).sum() + (v**2).sum()) / 2
+    assert torch.allclose(m.rec_loss(batch), expected)
+
+
+def test_kge_loss_formula():
+    m = _model(l2_weight=0.0, L=1, H=1)
+    batch = torch.tensor([[0, 1, 7], [4, 2, 8]])
+    v = m.item_emb[batch[:, 0]]
+    e = m.entity_emb[batch[:, 0]]
+    _, e = m.cc[0](v, e)
+    t = m.tail_mlp[0](m.entity_emb[batch[:, 2]])
+    t_hat = torch.sigmoid(torch.relu(torch.cat([e, m.relation_emb[batch[:, 1]]], 1)
+                                     @ m.kge_mlp[0].weight + m.kge_mlp[0].bias))
+    expected = -torch.sigmoid((t * t_hat).sum(-1)).mean()
+    assert torch.allclose(m.kge_loss(batch), expected)
+
+
+def test_tasks_schedule_params_and_l2_groups():
+    kg = np.array([[0, 0, 6], [1, 1, 7], [6, 2, 8]])  # last head is not an item: dropped
+    m = _model(kge_interval=3, l2_weight=1e-3)
+    tasks = m.tasks(_data(kg))
+    assert [t.name for t in tasks] == ["rec", "kge"]
+    assert tasks[1].every == 3 and len(tasks[1].source(0)) == 2
+    decay = {id(p) for g in tasks[0].params if g["weight_decay"] > 0 for p in g["params"]}
+    assert id(m.cc[0].weight) in decay and id(m.user_mlp[0].weight) in decay
+    assert id(m.table) not in decay and id(m.cc[0].bias) not in decay
+    rec_ids = {id(p) for g in tasks[0].params for p in g["params"]}
+    assert id(m.relation_emb) not in rec_ids
+    assert [t.name for t in _model(kge_interval=0).tasks(_data(kg))] == ["rec"]
+
+
+def test_gradients_reach_shared_parameters_from_both_tasks():
+    m = _model()
+    m.rec_loss(torch.tensor([[0, 1, 1], [2, 3, 0]])).backward()
+    users = slice(0, m.item_offset)
+    assert m.cc[0].weight.grad.abs().sum() > 0 and m.table.grad[users].abs().sum() > 0
+    assert m.relation_emb.grad is None
+    m.zero_grad(set_to_none=True)
+    m.kge_loss(torch.tensor([[0, 1, 7], [4, 2, 8]])).backward()
+    assert m.cc[0].weight.grad.abs().sum() > 0 and m.relation_emb.grad is not None
+    assert m.table.grad[users].abs().sum() == 0  # users take no part in the KGE task
+    assert m.table.grad[m.entity_offset:].abs().sum() > 0  # entities do
+
+
+def test_registry_rejects_unknown_parameter():
+    try:
+        model_config("mkr", {"dimension": 3})
+    except ValueError as exc:
+        assert "dimension" in str(exc) and "dim" in str(exc)
+    else:  # pragma: no cover
+        raise AssertionError("expected ValueError")
+    assert model_config("mkr-nokg", {"kge_interval": 2}).kge_interval == 0
+
+
+def test_build_from_dataset(tiny_dataset):
+    m = build_model("mkr", tiny_dataset, model_config("mkr", {"dim": 4}))
+    assert m.score_all(torch.tensor([0])).shape == (1, tiny_dataset.n_items)

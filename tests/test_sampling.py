@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+
+from kgrec.data.sampling import (
+    PairSet, bernoulli_head_prob, corrupt_triples, sample_negatives, training_rows,
+)
+from kgrec.data.split import random_split, subsample
+
+
+def test_pairset_membership():
+    s = PairSet(np.array([0, 0, 2]), np.array([1, 3, 0]), 5)
+    assert s.contains(np.array([0, 0, 2, 1]), np.array([1, 2, 0, 1])).tolist() == [
+        True, False, True, False]
+    assert s.row_counts(3).tolist() == [2, 0, 1]
+
+
+def test_negatives_exclude_distinct_counts_and_determinism():
+    rng = np.random.default_rng(0)
+    n_users, n_items = 200, 50
+    pu, pi = rng.integers(0, n_users, 3000), rng.integers(0, n_items, 3000)
+    excl = PairSet(pu, pi, n_items)
+    users = np.arange(n_users)
+    counts = np.minimum(excl.row_counts(n_users), n_items - excl.row_counts(n_users))
+    u, i = sample_negatives(users, counts, n_items, excl, np.random.default_rng(1))
+    assert not excl.contains(u, i).any()
+    assert np.bincount(u, minlength=n_users).tolist() == counts.tolist()
+    assert len(np.unique(u * n_items + i)) == len(u)  # without replacement
+    assert (np.diff(u) >= 0).all()  # grouped by user in input order
+    u2, i2 = sample_negatives(users, counts, n_items, excl, np.random.default_rng(1))
+    assert np.array_equal(i, i2)
+    _, i3 = sample_negatives(users, counts, n_items, excl, np.random.default_rng(2))
+    assert not np.array_equal(i, i3)
+
+
+def test_negatives_uniform_over_candidates():
+    # one user, items 0..9, items 0 and 1 excluded: 8 candidates, 1 draw each time
+    excl = PairSet(np.array([0, 0]), np.array([0, 1]), 10)
+    rng = np.random.default_rng(0)
+    draws = np.concatenate([
+        sample_negatives(np.array([0]), np.array([1]), 10, excl, rng)[1] for _ in range(4000)
+    ])
+    freq = np.bincount(draws, minlength=10)
+    assert freq[:2].sum() == 0
+    # chi-square with 7 dof: 99.9% quantile is 24.3
+    expected = 4000 / 8
+    assert ((freq[2:] - expected) ** 2 / expected).sum() < 24.3
+
+
+def test_negatives_user_with_few_candidates_gets_all():
+    excl = PairSet(np.zeros(7, np.int64), np.arange(7), 10)
+    u, i = sample_negatives(np.array([0]), np.array([7]), 10, excl, np.random.default_rng(0))
+    assert sorted(i.tolist()) == [7, 8, 9]
+
+
+def test_corrupt_triples_one_side_and_filtered():
+    rng = np.random.default_rng(0)
+    kg = np.c_[rng.integers(0, 20, 300), rng.integers(0, 3, 300), rng.integers(0, 20, 300)]
+    out = corrupt_triples(kg, 20, np.random.default_rng(1), n_relations=3)
+    changed = (out != kg)
+    assert not changed[:, 1].any()
+    assert not (changed[:, 0] & changed[:, 2]).any()
+    true = PairSet(kg[:, 0] * 3 + kg[:, 1], kg[:, 2], 20)
+    assert not true.contains(out[:, 0] * 3 + out[:, 1], out[:, 2]).any()
+
+
+def test_bernoulli_probabilities_on_toy_graph():
+    # relation 0 is 1-N: head 0 has tails 1..4 (tph 4, hpt 1) -> p(head) = 4/5
+    # relation 1 is N-1: heads 5..7 all point to 8 (tph 1, hpt 3) -> p(head) = 1/4
+    kg = np.array([[0, 0, t] for t in range(1, 5)] + [[h, 1, 8] for h in range(5, 8)])
+    p = bernoulli_head_prob(kg, 2)
+    assert p == pytest.approx([0.8, 0.25])
+    out = corrupt_triples(np.repeat(kg[:1], 10000, 0), 50, np.random.default_rng(0),
+                          head_prob=p, n_relations=2, filter_true=False)
+    assert abs((out[:, 0] != 0).mean() - 0.8 * 49 / 50) < 0.02
+
+
+def test_training_rows_resample():
+    train = np.array([[0, 1, 1], [0, 2, 1], [0, 5, 0], [1, 3, 1], [1, 7, 0]])
+    excl = PairSet(np.array([0, 0, 1, 0]), np.array([1, 2, 3, 4]), 10)
+    rows = training_rows(train, mode="resample", n_items=10, exclude=excl, seed=0)
+    r0, r1 = rows(0), rows(1)
+    for r in (r0, r1):
+        pos, neg = r[r[:, 2] == 1], r[r[:, 2] == 0]
+        assert pos.tolist() == [[0, 1, 1], [0, 2, 1], [1, 3, 1]]
+        assert np.bincount(neg[:, 0]).tolist() == [2, 1]
+        assert not excl.contains(neg[:, 0], neg[:, 1]).any()
+    assert np.array_equal(rows(0), r0)
+    assert training_rows(train)(3) is train or np.array_equal(training_rows(train)(3), train)
+
+
+def test_random_split_proportions_disjoint_deterministic():
+    rows = np.c_[np.arange(1003), np.arange(1003) % 7, np.arange(1003) % 2]
+    sp = random_split(rows, seed=3)
+    assert (len(sp.valid), len(sp.test)) == (200, 200) and len(sp.train) == 603
+    ids = np.concatenate([sp.train[:, 0], sp.valid[:, 0], sp.test[:, 0]])
+    assert sorted(ids.tolist()) == list(range(1003))
+    assert np.array_equal(random_split(rows, seed=3).test, sp.test)
+    assert not np.array_equal(random_split(rows, seed=4).test, sp.test)
+    assert len(subsample(sp.train, 0.1, seed=0)) == 60
+    with pytest.raises(ValueError):
+        random_split(rows, ratios=(0.5, 0.5, 0.5))
