@@ -127,7 +127,7 @@ def datasets(
              f"{'rels':>5s} {'triples':>8s}  source"
     typer.echo(header)
     for name in catalog.list_datasets():
-        where = catalog.locate(name)
+        where = "generated" if name == "synthetic" else catalog.locate(name)
         row = f"{name:11s}"
         if stats and where is not None:
             try:
