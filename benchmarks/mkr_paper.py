@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +100,7 @@ def main() -> None:
     command = "python benchmarks/mkr_paper.py " + " ".join(sys.argv[1:])
     meta = {
         "command": command.strip(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
         "seeds": list(range(args.seeds)),
     }

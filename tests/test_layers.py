@@ -66,7 +66,8 @@ def test_lean_adam_matches_torch_adam():
     torch.manual_seed(0)
     p1 = [torch.nn.Parameter(torch.randn(5, 3)) for _ in range(3)]
     p2 = [torch.nn.Parameter(p.detach().clone()) for p in p1]
-    groups = lambda ps: [{"params": ps[:2]}, {"params": ps[2:], "weight_decay": 0.1}]  # noqa: E731
+    def groups(ps):
+        return [{"params": ps[:2]}, {"params": ps[2:], "weight_decay": 0.1}]
     o1 = torch.optim.Adam(groups(p1), lr=0.01)
     o2 = LeanAdam(groups(p2), lr=0.01)
     for step in range(25):
@@ -78,5 +79,5 @@ def test_lean_adam_matches_torch_adam():
                 loss = loss + ps[1].sum()
             loss.backward()
             opt.step()
-    for a, b in zip(p1, p2):
+    for a, b in zip(p1, p2, strict=False):
         np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), atol=1e-6)

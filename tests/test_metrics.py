@@ -95,7 +95,7 @@ def test_topk_hand_example() -> None:
 def reference_topk(hits: np.ndarray, n_rel: np.ndarray, ks: tuple[int, ...]) -> dict[str, float]:
     """Straightforward per-user loop of the definitions."""
     acc = {f"{m}@{k}": 0.0 for m in TOPK_METRICS for k in ks}
-    for row, nr in zip(hits, n_rel):
+    for row, nr in zip(hits, n_rel, strict=False):
         for k in ks:
             top = row[:k]
             h = int(top.sum())

@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -112,7 +111,7 @@ def test_missing_file_and_unknown_item(tmp_path):
     kg.write_text("0\t0\t5\n")
     links = tmp_path / "links.txt"
     links.write_text("a\tea\nb\teb\n")
-    with pytest.raises(DataError, match="item index 9 but links.txt lists only 2") as e:
+    with pytest.raises(DataError, match=r"item index 9 but links\.txt lists only 2") as e:
         read_mkr_final(r, kg, name="t", links=links)
     assert e.value.line == 2
 

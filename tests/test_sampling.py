@@ -2,7 +2,11 @@ import numpy as np
 import pytest
 
 from kgrec.data.sampling import (
-    PairSet, bernoulli_head_prob, corrupt_triples, sample_negatives, training_rows,
+    PairSet,
+    bernoulli_head_prob,
+    corrupt_triples,
+    sample_negatives,
+    training_rows,
 )
 from kgrec.data.split import random_split, subsample
 
@@ -26,7 +30,7 @@ def test_negatives_exclude_distinct_counts_and_determinism():
     assert np.bincount(u, minlength=n_users).tolist() == counts.tolist()
     assert len(np.unique(u * n_items + i)) == len(u)  # without replacement
     assert (np.diff(u) >= 0).all()  # grouped by user in input order
-    u2, i2 = sample_negatives(users, counts, n_items, excl, np.random.default_rng(1))
+    _u2, i2 = sample_negatives(users, counts, n_items, excl, np.random.default_rng(1))
     assert np.array_equal(i, i2)
     _, i3 = sample_negatives(users, counts, n_items, excl, np.random.default_rng(2))
     assert not np.array_equal(i, i3)
@@ -48,7 +52,7 @@ def test_negatives_uniform_over_candidates():
 
 def test_negatives_user_with_few_candidates_gets_all():
     excl = PairSet(np.zeros(7, np.int64), np.arange(7), 10)
-    u, i = sample_negatives(np.array([0]), np.array([7]), 10, excl, np.random.default_rng(0))
+    _u, i = sample_negatives(np.array([0]), np.array([7]), 10, excl, np.random.default_rng(0))
     assert sorted(i.tolist()) == [7, 8, 9]
 
 

@@ -75,5 +75,5 @@ def test_early_stopping_and_determinism():
 
     res, model = run()
     assert len(res.history) == 3 and res.best_epoch == 0
-    res2, model2 = run()
+    _res2, model2 = run()
     assert torch.equal(model.w, model2.w)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -67,13 +67,13 @@ def train(
                                 help="catalog name: synthetic, music, book, movie, movie-half"),
     model: str = typer.Option("mkr", "--model", "-m", help="mkr, mkr-nokg, kgmf, mf"),
     seed: int = typer.Option(0, help="seeds conversion negatives, split, init, shuffling"),
-    epochs: Optional[int] = typer.Option(None, help="default: the preset's"),
-    out: Optional[Path] = typer.Option(None, help="run directory (default runs/...)"),
+    epochs: int | None = typer.Option(None, help="default: the preset's"),
+    out: Path | None = typer.Option(None, help="run directory (default runs/...)"),
     negatives: str = typer.Option("fixed", help="fixed (paper) or resample (every epoch)"),
     train_ratio: float = typer.Option(1.0, help="share of training rows kept (sparse runs)"),
     set_: list[str] = typer.Option([], "--set", help="model parameter KEY=VALUE (repeatable)"),
     topk: bool = typer.Option(True, help="full-ranking top-K evaluation on test"),
-    threads: Optional[int] = typer.Option(None, help="torch threads"),
+    threads: int | None = typer.Option(None, help="torch threads"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
 ) -> None:
     """Train a model on a dataset (default: MKR on the built-in synthetic dataset)."""

@@ -11,7 +11,7 @@ import resource
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from kgrec.models import MODELS, build_model, model_config
 from kgrec.models.base import Recommender, TrainData
 from kgrec.train.trainer import FitResult, TrainConfig, Trainer, seed_everything
 
-__all__ = ["RunConfig", "RunResult", "train", "evaluate_run", "load_run", "prepare_data"]
+__all__ = ["RunConfig", "RunResult", "evaluate_run", "load_run", "prepare_data", "train"]
 
 KS = (1, 2, 5, 10, 20, 50, 100)
 
@@ -203,7 +203,7 @@ def train(cfg: RunConfig) -> RunResult:
         "data_checksum": ds.checksum,
         "source_checksums": ds.source_checksums,
         "versions": _versions(),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     _write_json(metrics, run_dir / "metrics.json")
     try:
@@ -243,7 +243,7 @@ def evaluate_run(run_dir: str | Path, *, topk: bool = True) -> dict[str, Any]:
     """Re-evaluate a run's checkpoint on its validation and test splits."""
     from kgrec.eval import evaluate_ctr, evaluate_topk
 
-    cfg, model, ds, split = load_run(run_dir)
+    _cfg, model, ds, split = load_run(run_dir)
     out: dict[str, Any] = {
         "valid": evaluate_ctr(model, split.valid),
         "test": evaluate_ctr(model, split.test),

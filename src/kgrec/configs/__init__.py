@@ -6,7 +6,7 @@ import tomllib
 from importlib import resources
 from typing import Any
 
-__all__ = ["load_preset", "DATASET_ALIASES"]
+__all__ = ["DATASET_ALIASES", "load_preset"]
 
 # datasets that share another's preset
 DATASET_ALIASES = {"movie-half": "movie"}

@@ -305,10 +305,9 @@ def load_dataset(name: str, *, seed: int = 0, refresh: bool = False,
     loads read the cache (well under a second). ``refresh`` converts again.
     """
     if name == "synthetic":
-        from kgrec.data.synthetic import make_synthetic
-
         import kgrec.data.convert as conv
         import kgrec.data.synthetic as syn
+        from kgrec.data.synthetic import make_synthetic
 
         code = [Path(m.__file__) for m in (syn, conv)]  # a changed generator is regenerated
         cached = cache_dir() / "converted" / f"synthetic-s{seed}-{_cache_key(code, seed)}.npz"

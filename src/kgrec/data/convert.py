@@ -29,7 +29,7 @@ import pandas as pd
 from kgrec.data.dataset import DataError, Dataset
 from kgrec.data.sampling import PairSet, sample_negatives, unique_sorted
 
-__all__ = ["mkr_convert_ratings", "mkr_convert_kg", "mkr_convert"]
+__all__ = ["mkr_convert", "mkr_convert_kg", "mkr_convert_ratings"]
 
 
 def _unique_index(values: np.ndarray, what: str, path: str | None) -> pd.Index:

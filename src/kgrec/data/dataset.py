@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Dataset", "Split", "DataError", "array_checksum"]
+__all__ = ["DataError", "Dataset", "Split", "array_checksum"]
 
 
 class DataError(ValueError):
@@ -136,11 +136,11 @@ class Dataset:
             "name": self.name,
             "users": self.n_users,
             "items": self.n_items,
-            "interactions": int(len(self.ratings)),
+            "interactions": len(self.ratings),
             "positives": pos,
             "entities": self.n_entities,
             "relations": self.n_relations,
-            "triples": int(len(self.kg)),
+            "triples": len(self.kg),
             "density": pos / max(self.n_users * self.n_items, 1),
         }
 
@@ -183,7 +183,7 @@ class Dataset:
                 os.unlink(tmp)
 
     @classmethod
-    def from_npz(cls, path: str | Path) -> "Dataset":
+    def from_npz(cls, path: str | Path) -> Dataset:
         import json
 
         with np.load(path, allow_pickle=False) as z:

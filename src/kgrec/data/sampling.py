@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["PairSet", "sample_negatives", "corrupt_triples", "bernoulli_head_prob", "unique_sorted"]
+__all__ = ["PairSet", "bernoulli_head_prob", "corrupt_triples", "sample_negatives", "unique_sorted"]
 
 
 def unique_sorted(keys: np.ndarray) -> np.ndarray:
@@ -52,7 +52,7 @@ class PairSet:
         """Number of pairs in each row ``0..n_rows-1``."""
         return np.bincount(self.keys // self.n_cols, minlength=n_rows)[:n_rows]
 
-    def union(self, rows: np.ndarray, cols: np.ndarray) -> "PairSet":
+    def union(self, rows: np.ndarray, cols: np.ndarray) -> PairSet:
         out = PairSet.__new__(PairSet)
         out.n_cols = self.n_cols
         extra = np.asarray(rows, dtype=np.int64) * self.n_cols + np.asarray(cols, dtype=np.int64)
@@ -61,7 +61,7 @@ class PairSet:
 
 
 def _first_k_per_group(groups: np.ndarray, k_per_group: np.ndarray) -> np.ndarray:
-    """Mask keeping, for each group id, its first ``k_per_group[g]`` entries (input sorted by group)."""
+    """Mask keeping the first ``k_per_group[g]`` entries of each group (input sorted by group)."""
     if len(groups) == 0:
         return np.zeros(0, dtype=bool)
     starts = np.r_[0, np.flatnonzero(np.diff(groups)) + 1]

@@ -35,6 +35,6 @@ def subsample(rows: np.ndarray, ratio: float, *, seed: int = 0) -> np.ndarray:
     if not 0 < ratio <= 1:
         raise ValueError(f"ratio must be in (0, 1], got {ratio}")
     n = len(rows)
-    k = int(round(n * ratio))
+    k = round(n * ratio)
     keep = np.sort(np.random.default_rng(seed).permutation(n)[:k])
     return rows[keep]

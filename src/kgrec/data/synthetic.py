@@ -4,7 +4,7 @@ Generative story:
 
 * ``n_topics`` latent topics. Every item has one topic and a popularity weight.
 * Every user likes a few topics (a sparse Dirichlet preference) and clicks a handful of items,
-  drawn with probability ∝ popularity × (preference of the item's topic + a little noise).
+  drawn with probability ∝ popularity * (preference of the item's topic + a little noise).
   Interactions are sparse: most items have only a few clicks, so collaborative signal alone
   is weak.
 * The KG reveals the topics: ``item -has_topic-> topic``, ``item -by-> creator`` (each creator
@@ -12,8 +12,9 @@ Generative story:
   random), and a noise relation ``item -released_in-> year`` that carries no signal.
 
 A KG-aware model can pool the sparse clicks of items that share KG neighbours and beats a
-KG-blind one: KG-MF vs plain MF, see ``tests/test_e2e.py`` and ``benchmarks/``. Raw ids look like real ones
-(``u17``, ``i42``, ``topic3``) and go through the same MKR conversion as the real datasets.
+KG-blind one: KG-MF vs plain MF, see ``tests/test_e2e.py`` and ``benchmarks/``. Raw ids look
+like real ones (``u17``, ``i42``, ``topic3``) and go through the same MKR conversion as the
+real datasets.
 """
 
 from __future__ import annotations

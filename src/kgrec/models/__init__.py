@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from kgrec.data.dataset import Dataset
 from kgrec.models.base import Recommender, Task, TrainData
@@ -11,8 +12,16 @@ from kgrec.models.kgmf import KGMF, KGMFConfig
 from kgrec.models.mkr import MKR, MKRConfig
 
 __all__ = [
-    "Recommender", "Task", "TrainData", "MKR", "MKRConfig", "KGMF", "KGMFConfig",
-    "MODELS", "build_model", "model_config",
+    "KGMF",
+    "MKR",
+    "MODELS",
+    "KGMFConfig",
+    "MKRConfig",
+    "Recommender",
+    "Task",
+    "TrainData",
+    "build_model",
+    "model_config",
 ]
 
 

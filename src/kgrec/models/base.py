@@ -11,14 +11,14 @@ block of users.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Task", "TrainData", "Recommender"]
+__all__ = ["Recommender", "Task", "TrainData"]
 
 
 @dataclass

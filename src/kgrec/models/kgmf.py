@@ -21,7 +21,7 @@ from torch import nn
 from kgrec.models.base import Recommender, Task, TrainData
 from kgrec.models.layers import glorot_embedding
 
-__all__ = ["KGMFConfig", "KGMF"]
+__all__ = ["KGMF", "KGMFConfig"]
 
 
 @dataclass

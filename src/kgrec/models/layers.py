@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-__all__ = ["Dense", "CrossCompress", "glorot_embedding"]
+__all__ = ["CrossCompress", "Dense", "glorot_embedding"]
 
 
 def glorot_embedding(n: int, dim: int) -> nn.Parameter:

@@ -30,7 +30,7 @@ from torch import nn
 from kgrec.models.base import Recommender, Task, TrainData
 from kgrec.models.layers import CrossCompress, Dense, glorot_embedding
 
-__all__ = ["MKRConfig", "MKR"]
+__all__ = ["MKR", "MKRConfig"]
 
 
 @dataclass
@@ -71,9 +71,7 @@ def _weights(module: nn.Module) -> list[nn.Parameter]:
     """Weight matrices (not biases) of Dense layers and cross & compress units."""
     out: list[nn.Parameter] = []
     for m in module.modules():
-        if isinstance(m, Dense):
-            out.append(m.weight)
-        elif isinstance(m, CrossCompress):
+        if isinstance(m, (Dense, CrossCompress)):
             out.append(m.weight)
     return out
 

@@ -6,7 +6,7 @@ so ``torch.optim``'s bookkeeping would otherwise cost as much as the model itsel
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn

@@ -14,9 +14,10 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ import torch
 from kgrec.models.base import Recommender, TrainData
 from kgrec.train.optim import make_adam
 
-__all__ = ["TrainConfig", "EpochLog", "FitResult", "Trainer", "seed_everything", "atomic_save"]
+__all__ = ["EpochLog", "FitResult", "TrainConfig", "Trainer", "atomic_save", "seed_everything"]
 
 
 @dataclass
