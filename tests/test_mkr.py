@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -91,3 +92,25 @@ def test_registry_rejects_unknown_parameter():
 def test_build_from_dataset(tiny_dataset):
     m = build_model("mkr", tiny_dataset, model_config("mkr", {"dim": 4}))
     assert m.score_all(torch.tensor([0])).shape == (1, tiny_dataset.n_items)
+
+
+@pytest.mark.parametrize("L", [1, 2])
+def test_analytic_rec_step_matches_autograd(L):
+    torch.manual_seed(L)
+    model = MKR(n_users=7, n_items=9, n_entities=15, n_relations=3,
+                config=MKRConfig(dim=5, L=L, l2_weight=0.01))
+    with torch.no_grad():
+        for p in model.parameters():  # non-zero biases, larger weights: every path matters
+            p.add_(torch.randn_like(p) * 0.3)
+    batch = torch.tensor([[0, 1, 1], [3, 8, 0], [3, 1, 0], [6, 4, 1], [0, 1, 1]])
+    model.zero_grad(set_to_none=True)
+    loss = model.rec_loss(batch)
+    loss.backward()
+    ref = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    loss2 = model.rec_step(batch)
+    got = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert loss2.item() == pytest.approx(loss.item(), rel=1e-6)
+    assert set(got) == set(ref)
+    for n in ref:
+        torch.testing.assert_close(got[n], ref[n], rtol=1e-5, atol=1e-7, msg=n)

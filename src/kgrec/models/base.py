@@ -54,6 +54,9 @@ class Task:
         lr: learning rate of the task's Adam optimizer.
         batch_size: rows per step.
         every: run the task in epochs where ``epoch % every == 0``.
+        step: optional ``LongTensor (b, k) -> scalar`` that computes the same loss *and*
+            writes the parameters' ``.grad`` itself (a hand-written backward); the trainer
+            then skips autograd for this task.
     """
 
     name: str
@@ -63,6 +66,7 @@ class Task:
     lr: float
     batch_size: int
     every: int = 1
+    step: Callable[[torch.Tensor], torch.Tensor] | None = None
     extras: dict = field(default_factory=dict)
 
 

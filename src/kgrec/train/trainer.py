@@ -165,8 +165,11 @@ class Trainer:
                 for batch in torch.split(rows, task.batch_size):
                     for p in all_params:  # a shared parameter keeps no gradient of another task
                         p.grad = None
-                    loss = task.loss(batch)
-                    loss.backward()
+                    if task.step is not None:
+                        loss = task.step(batch)
+                    else:
+                        loss = task.loss(batch)
+                        loss.backward()
                     opt.step()
                     total += loss.detach()
                     n_steps += 1
