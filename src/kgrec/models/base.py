@@ -57,6 +57,8 @@ class Task:
         step: optional ``LongTensor (b, k) -> scalar`` that computes the same loss *and*
             writes the parameters' ``.grad`` itself (a hand-written backward); the trainer
             then skips autograd for this task.
+        after_step: optional callable run after every optimizer step of this task (the
+            norm constraints of translational KG embeddings, for example).
     """
 
     name: str
@@ -67,6 +69,7 @@ class Task:
     batch_size: int
     every: int = 1
     step: Callable[[torch.Tensor], torch.Tensor] | None = None
+    after_step: Callable[[], None] | None = None
     extras: dict = field(default_factory=dict)
 
 

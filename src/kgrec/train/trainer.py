@@ -171,6 +171,8 @@ class Trainer:
                         loss = task.loss(batch)
                         loss.backward()
                     opt.step()
+                    if task.after_step is not None:
+                        task.after_step()
                     total += loss.detach()
                     n_steps += 1
                 losses[task.name] = float(total) / max(n_steps, 1)
