@@ -7,6 +7,8 @@ Usage::
 
     python benchmarks/mkr_paper.py                       # music, book, movie-half; 5 seeds
     python benchmarks/mkr_paper.py --datasets music --seeds 2 --models mkr,mkr-nokg
+    python benchmarks/mkr_paper.py --datasets music,book --name mkr_kge_scorers \
+        --variants "mkr=;transe=--set kge_scorer=transe;transh=--set kge_scorer=transh"
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ def summarise(runs: list[dict]) -> dict:
         "auc_mean": float(auc.mean()), "auc_std": float(auc.std(ddof=1)) if len(runs) > 1 else 0.0,
         "acc_mean": float(acc.mean()), "acc_std": float(acc.std(ddof=1)) if len(runs) > 1 else 0.0,
         "best_epochs": [r["best_epoch"] for r in runs],
+        "seed_aucs": [round(float(a), 4) for a in auc],
         "s_per_epoch": float(np.mean([x["seconds_per_epoch"] for x in t])),
         "train_s": float(np.mean([x["train_seconds"] for x in t])),
         "total_s": float(np.mean([x["total_seconds"] for x in t])),
@@ -77,27 +80,38 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--extra", default="", help="extra `kgrec train` arguments, quoted")
     ap.add_argument("--name", default="mkr_paper", help="results file stem")
+    ap.add_argument("--variants", default="",
+                    help="';'-separated LABEL=ARGS: each model also runs once per variant with "
+                         "those extra `kgrec train` arguments, shown as MODEL[LABEL]")
     args = ap.parse_args()
     extra = args.extra.split() if args.extra else []
+    variants = [(lab.strip(), rest.split()) for lab, _, rest in
+                (v.partition("=") for v in args.variants.split(";") if v.strip())] or [("", [])]
     RESULTS.mkdir(parents=True, exist_ok=True)
     table: dict[str, dict[str, dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for ds in args.datasets.split(","):
-            for model in args.models.split(","):
-                runs = []
-                for seed in range(args.seeds):
-                    r = run_one(ds, model, seed, Path(tmp) / f"{ds}-{model}-{seed}", extra)
-                    print(f"{ds:10s} {model:9s} seed {seed}: test AUC {r['test']['auc']:.4f} "
-                          f"ACC {r['test']['acc']:.4f}  {r['timings']['seconds_per_epoch']:.2f} "
-                          f"s/epoch", flush=True)
-                    runs.append(r)
-                table.setdefault(ds, {})[model] = {"summary": summarise(runs), "runs": [
-                    {"seed": r["seed"], "test": r["test"], "valid": r["valid"],
-                     "best_epoch": r["best_epoch"], "timings": r["timings"]} for r in runs]}
-                first_cfg = json.loads((Path(tmp) / f"{ds}-{model}-0" / "config.json").read_text())
-                table[ds][model]["config"] = first_cfg["model_params"]
-                table[ds][model]["versions"] = runs[0]["versions"]
-    command = "python benchmarks/mkr_paper.py " + " ".join(sys.argv[1:])
+            for base_model in args.models.split(","):
+                for label, vargs in variants:
+                    model = f"{base_model}[{label}]" if label else base_model
+                    runs = []
+                    for seed in range(args.seeds):
+                        out = Path(tmp) / f"{ds}-{model}-{seed}"
+                        r = run_one(ds, base_model, seed, out, extra + vargs)
+                        print(f"{ds:10s} {model:9s} seed {seed}: test AUC "
+                              f"{r['test']['auc']:.4f} ACC {r['test']['acc']:.4f}  "
+                              f"{r['timings']['seconds_per_epoch']:.2f} s/epoch", flush=True)
+                        runs.append(r)
+                    table.setdefault(ds, {})[model] = {"summary": summarise(runs), "runs": [
+                        {"seed": r["seed"], "test": r["test"], "valid": r["valid"],
+                         "best_epoch": r["best_epoch"], "timings": r["timings"]} for r in runs]}
+                    first_cfg = json.loads((Path(tmp) / f"{ds}-{model}-0" / "config.json")
+                                           .read_text())
+                    table[ds][model]["config"] = first_cfg["model_params"]
+                    table[ds][model]["versions"] = runs[0]["versions"]
+    import shlex
+
+    command = "python benchmarks/mkr_paper.py " + shlex.join(sys.argv[1:])
     meta = {
         "command": command.strip(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -123,8 +137,8 @@ def render(meta: dict, table: dict) -> str:
         "`kgrec train` process including Python and torch start-up.",
         "",
         "| dataset | model | test AUC | test ACC | paper AUC / ACC | s/epoch | total s | "
-        "process s | peak MB | epochs | best epochs |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "process s | peak MB | epochs | best epochs | test AUC per seed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for ds, models in table.items():
         for model, res in models.items():
@@ -135,7 +149,8 @@ def render(meta: dict, table: dict) -> str:
                 f"{s['acc_mean']:.4f} ± {s['acc_std']:.4f} | "
                 f"{f'{paper[0]:.3f} / {paper[1]:.3f}' if paper else '-'} | "
                 f"{s['s_per_epoch']:.2f} | {s['total_s']:.1f} | {s['process_wall_s']:.1f} | "
-                f"{s['peak_mb']:.0f} | {s['epochs']} | {s['best_epochs']} |"
+                f"{s['peak_mb']:.0f} | {s['epochs']} | {s['best_epochs']} | "
+                f"{' '.join(f'{a:.4f}' for a in s['seed_aucs'])} |"
             )
     lines += ["", "Authors' TensorFlow code on a 2-core machine (issue #2's measurements):", ""]
     for ds, ref in TF_REFERENCE.items():

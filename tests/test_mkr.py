@@ -114,3 +114,25 @@ def test_analytic_rec_step_matches_autograd(L):
     assert set(got) == set(ref)
     for n in ref:
         torch.testing.assert_close(got[n], ref[n], rtol=1e-5, atol=1e-7, msg=n)
+
+
+@pytest.mark.parametrize("scorer", ["transe", "transh", "transr"])
+def test_pluggable_kge_scorer(scorer):
+    m = _model(kge_scorer=scorer, kge_interval=1)
+    kg = np.array([[0, 0, 6], [1, 1, 7], [2, 0, 8], [4, 2, 5]])
+    tasks = {t.name: t for t in m.tasks(_data(kg))}
+    kge = tasks["kge"]
+    ids = {id(p) for g in kge.params for p in g["params"]}
+    assert all(id(p) in ids for p in m.kge_scorer.relation_tables())
+    assert id(m.table) in ids and kge.after_step is not None
+    loss = kge.loss(torch.from_numpy(kg))
+    assert torch.isfinite(loss) and loss.item() >= 0
+    loss.backward()
+    assert m.table.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in m.kge_scorer.relation_tables())
+    kge.after_step()  # the scorer's constraints run on its relation parameters
+
+
+def test_unknown_kge_scorer():
+    with pytest.raises(ValueError, match="kge_scorer"):
+        _model(kge_scorer="nope")

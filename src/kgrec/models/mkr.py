@@ -51,6 +51,12 @@ class MKRConfig:
         analytic_grad: train the RS task (inner-product head) with the hand-written backward
             :meth:`MKR.rec_step` instead of autograd: the same gradients (see the tests) at a
             fraction of the per-step overhead, which dominates at the authors' small batches.
+        kge_scorer: the KGE task's score: ``mkr`` (the paper's deep semantic matching,
+            ``sigma(t . t_hat)`` maximised, no negatives) or a translational score from
+            :mod:`kgrec.models.kge` (``transe``, ``transh``, ``transr``: the paper's stated
+            future work) on the cross & compress head and the MLP tail, trained with a margin
+            ranking loss against one uniformly corrupted tail per triple.
+        kge_margin: margin of that ranking loss.
     """
 
     dim: int = 8
@@ -63,6 +69,8 @@ class MKRConfig:
     kge_interval: int = 3
     inner_product: bool = True
     analytic_grad: bool = True
+    kge_scorer: str = "mkr"
+    kge_margin: float = 1.0
 
 
 def _half_sq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -131,6 +139,17 @@ class MKR(Recommender):
             [Dense(in_dim=2 * d, out_dim=2 * d) for _ in range(cfg.H - 1)]
             + [Dense(in_dim=2 * d, out_dim=d)]
         )
+        self.kge_scorer: nn.Module | None = None
+        if cfg.kge_scorer != "mkr":
+            from kgrec.models.kge import KGEConfig, build_kge
+
+            if cfg.kge_scorer not in ("transe", "transh", "transr"):
+                raise ValueError(f"kge_scorer must be mkr, transe, transh or transr, got "
+                                 f"{cfg.kge_scorer!r}")
+            # only the relation parameters are used: MKR supplies the entity vectors
+            self.kge_scorer = build_kge(cfg.kge_scorer, n_entities=1,
+                                        n_relations=max(n_relations, 1),
+                                        config=KGEConfig(dim=d, margin=cfg.kge_margin))
 
     # ----------------------------------------------------------------- embeddings
     @property
@@ -266,6 +285,8 @@ class MKR(Recommender):
     def kge_loss(self, batch: torch.Tensor) -> torch.Tensor:
         """KGE task: ``-sigma(t . t_hat)`` on ``(head, relation, tail)`` rows + L2."""
         heads, rels, tails = batch[:, 0], batch[:, 1], batch[:, 2]
+        if self.kge_scorer is not None:
+            return self._kge_margin_loss(heads, rels, tails)
         idx = torch.stack([self.entity_item[heads] + self.item_offset,
                            heads + self.entity_offset, tails + self.entity_offset])
         v, e, t = F.embedding(idx, self.table).unbind(0)
@@ -278,6 +299,25 @@ class MKR(Recommender):
         t_hat = torch.sigmoid(x)
         score = torch.sigmoid((t * t_hat).sum(-1))
         return -score.mean() + self.config.l2_weight * _half_sq(e, t)
+
+    def _kge_margin_loss(self, heads: torch.Tensor, rels: torch.Tensor,
+                         tails: torch.Tensor) -> torch.Tensor:
+        """Translational KGE task: ``relu(margin - f(h, r, t) + f(h, r, t'))`` with ``t'`` a
+        uniformly drawn entity, ``h`` through the cross & compress units, tails through the
+        tail MLP; plus MKR's L2 on the head and tail vectors."""
+        neg = torch.randint(0, self.n_entities, tails.shape, device=tails.device)
+        idx = torch.stack([self.entity_item[heads] + self.item_offset, heads + self.entity_offset,
+                           tails + self.entity_offset, neg + self.entity_offset])
+        v, e, t, tn = F.embedding(idx, self.table).unbind(0)
+        _, e = self._cross(v, e)
+        tt = torch.cat([t, tn])
+        for layer in self.tail_mlp:
+            tt = layer(tt)
+        t, tn = tt.chunk(2)
+        f_pos = self.kge_scorer.score_emb(e, rels, t)
+        f_neg = self.kge_scorer.score_emb(e, rels, tn)
+        loss = torch.relu(self.config.kge_margin - f_pos + f_neg).mean()
+        return loss + self.config.l2_weight * _half_sq(e, t)
 
     # ----------------------------------------------------------------- tasks
     def _groups(self, free: list[nn.Parameter], modules: tuple[nn.Module, ...]) -> list[dict]:
@@ -310,9 +350,15 @@ class MKR(Recommender):
             # only triples whose head is an item can pass the cross & compress units
             kg = kg[self.entity_item.numpy()[kg[:, 0]] >= 0]
             if len(kg):
-                kge_params = self._groups(
-                    [self.table, self.relation_emb], (self.tail_mlp, self.cc, self.kge_mlp)
-                )
+                if self.kge_scorer is None:
+                    kge_params = self._groups(
+                        [self.table, self.relation_emb], (self.tail_mlp, self.cc, self.kge_mlp)
+                    )
+                else:
+                    kge_params = self._groups(
+                        [self.table, *self.kge_scorer.relation_tables()],
+                        (self.tail_mlp, self.cc),
+                    )
                 out.append(
                     Task(
                         name="kge",
@@ -322,6 +368,8 @@ class MKR(Recommender):
                         lr=cfg.lr_kge,
                         batch_size=cfg.batch_size,
                         every=cfg.kge_interval,
+                        after_step=None if self.kge_scorer is None
+                        else self.kge_scorer.constrain,
                     )
                 )
         return out
