@@ -151,6 +151,67 @@ def models() -> None:
         typer.echo(f"{name:10s} {desc}")
 
 
+kge_app = typer.Typer(
+    no_args_is_help=True,
+    help="Knowledge-graph embeddings (TransE, TransH, TransR, TransD, Bilinear, DistMult): "
+         "train, evaluate by filtered link prediction, export the vectors.",
+)
+app.add_typer(kge_app, name="kge")
+
+
+@kge_app.command("train")
+def kge_train(
+    dataset: str = typer.Option("music", "--dataset", "-d",
+                                help="catalog dataset whose KG is embedded"),
+    model: str = typer.Option("transe", "--model", "-m",
+                              help="transe, transh, transr, transd, bilinear, distmult"),
+    seed: int = typer.Option(0, help="seeds the split, init, shuffling and negatives"),
+    epochs: int | None = typer.Option(None, help="default: the model's"),
+    out: Path | None = typer.Option(None, help="run directory (default runs/kge-...)"),
+    set_: list[str] = typer.Option([], "--set", help="KGEConfig field KEY=VALUE (repeatable)"),
+    triples: Path | None = typer.Option(
+        None, "--triples", help="head<TAB>relation<TAB>tail file to embed instead of a dataset"),
+    threads: int | None = typer.Option(None, help="torch threads"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+) -> None:
+    """Train a KG embedding model; report filtered link prediction; export the embeddings."""
+    from kgrec.data.dataset import DataError
+    from kgrec.kge_run import KGERunConfig, train_kge
+
+    cfg = KGERunConfig(dataset=dataset, model=model, seed=seed, epochs=epochs,
+                       params=_parse_sets(set_), out=str(out) if out else None,
+                       triples_file=str(triples) if triples else None, progress=not quiet,
+                       threads=threads)
+    try:
+        res = train_kge(cfg)
+    except (DataError, KeyError, ValueError, FileNotFoundError, RuntimeError) as exc:
+        _fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
+        return
+    m = res.metrics
+    typer.echo(f"\n{m['model']} on {m['dataset']} (seed {m['seed']}), best epoch "
+               f"{m['best_epoch']}, filtered link prediction")
+    for name in ("valid", "test"):
+        d = m[name]
+        typer.echo(f"  {name:5s}  MRR {d['mrr']:.4f}  MR {d['mr']:.1f}  Hits@1 {d['hits@1']:.4f}"
+                   f"  Hits@3 {d['hits@3']:.4f}  Hits@10 {d['hits@10']:.4f}  ({d['n']} triples)")
+    t = m["timings"]
+    n_ep = max(len(m["history"]), 1)
+    typer.echo(f"  time   {t['seconds_per_epoch']:.2f} s/epoch training + "
+               f"{t['eval_seconds'] / n_ep:.2f} s/epoch validation, {t['total_seconds']:.1f} s "
+               f"total, peak memory {t['peak_rss_mb']:.0f} MB")
+    typer.echo(f"  run    {res.run_dir}/ (metrics.json, config.json, checkpoint.pt, "
+               "entity_embeddings.npy, relation_embeddings.npy, entities.tsv, relations.tsv)")
+
+
+@kge_app.command("models")
+def kge_models() -> None:
+    """List the KG embedding models."""
+    from kgrec.models.kge import KGE_MODELS
+
+    for name, cls in KGE_MODELS.items():
+        typer.echo(f"{name:10s} {cls.description}")
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -235,7 +235,10 @@ def load_run(run_dir: str | Path) -> tuple[RunConfig, Recommender, Dataset, Spli
             f"the data of {cfg.dataset!r} changed since the run (checksum "
             f"{ds.checksum[:12]} != {resolved['data']['checksum'][:12]})"
         )
-    model = build_model(cfg.model, ds, model_config(cfg.model, resolved["model_params"]))
+    params = dict(resolved["model_params"])
+    if params.get("entity_init"):  # the checkpoint holds the trained vectors already
+        params["entity_init"] = None
+    model = build_model(cfg.model, ds, model_config(cfg.model, params))
     state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     model.load_state_dict(state["state_dict"])
     return cfg, model, ds, split

@@ -26,8 +26,15 @@ __all__ = [
 
 
 def _mkr(ds: Dataset, cfg: MKRConfig) -> Recommender:
-    return MKR(n_users=ds.n_users, n_items=ds.n_items, n_entities=ds.n_entities,
-               n_relations=ds.n_relations, item_entity=ds.item_entity, config=cfg)
+    model = MKR(n_users=ds.n_users, n_items=ds.n_items, n_entities=ds.n_entities,
+                n_relations=ds.n_relations, item_entity=ds.item_entity, config=cfg)
+    if cfg.entity_init:
+        from kgrec.models.pretrained import aligned_entity_vectors
+
+        rows, vectors = aligned_entity_vectors(cfg.entity_init, ds.entity_ids, ds.n_entities,
+                                               cfg.dim)
+        model.load_entity_vectors(rows, vectors, freeze=cfg.freeze_entities)
+    return model
 
 
 def _kgmf(ds: Dataset, cfg: KGMFConfig) -> Recommender:

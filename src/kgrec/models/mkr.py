@@ -57,6 +57,9 @@ class MKRConfig:
             future work) on the cross & compress head and the MLP tail, trained with a margin
             ranking loss against one uniformly corrupted tail per triple.
         kge_margin: margin of that ranking loss.
+        entity_init: a KGE run directory (``kgrec kge train``) whose entity vectors start
+            MKR's entity embeddings (sequential use of the KG; ``dim`` must match).
+        freeze_entities: keep those pre-trained vectors fixed (else they are fine-tuned).
     """
 
     dim: int = 8
@@ -71,6 +74,8 @@ class MKRConfig:
     analytic_grad: bool = True
     kge_scorer: str = "mkr"
     kge_margin: float = 1.0
+    entity_init: str | None = None
+    freeze_entities: bool = False
 
 
 def _half_sq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -150,6 +155,19 @@ class MKR(Recommender):
             self.kge_scorer = build_kge(cfg.kge_scorer, n_entities=1,
                                         n_relations=max(n_relations, 1),
                                         config=KGEConfig(dim=d, margin=cfg.kge_margin))
+
+    def load_entity_vectors(self, rows: torch.Tensor, vectors: torch.Tensor, *,
+                            freeze: bool = False) -> None:
+        """Copy pre-trained ``vectors`` into entity ``rows``; ``freeze`` keeps them fixed (their
+        gradient is zeroed, so Adam never moves them)."""
+        rows = torch.as_tensor(rows, dtype=torch.long) + self.entity_offset
+        with torch.no_grad():
+            self.table[rows] = vectors.to(self.table.dtype)
+        if freeze:
+            mask = torch.ones(len(self.table), 1, dtype=self.table.dtype)
+            mask[rows] = 0.0
+            self.register_buffer("grad_mask", mask, persistent=False)
+            self.table.register_hook(lambda g: g * self.grad_mask)
 
     # ----------------------------------------------------------------- embeddings
     @property
@@ -279,6 +297,8 @@ class MKR(Recommender):
             gu = gpre @ layer.weight.T
         grad = torch.zeros_like(self.table)
         grad.index_add_(0, idx.reshape(-1), torch.cat([gu, gv, ge]))
+        if getattr(self, "grad_mask", None) is not None:
+            grad.mul_(self.grad_mask)
         self.table.grad = grad
         return loss
 
