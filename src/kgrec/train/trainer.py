@@ -70,6 +70,17 @@ class FitResult:
     def seconds_per_epoch(self) -> float:
         return float(np.mean([h.train_seconds for h in self.history])) if self.history else 0.0
 
+    def summary(self) -> dict[str, Any]:
+        """What a run's ``metrics.json`` reports of the fit: best epoch, its validation
+        metrics, test at that epoch, the per-epoch history."""
+        return {"best_epoch": self.best_epoch, "valid": self.best_valid, "test": self.test,
+                "history": [asdict(h) for h in self.history]}
+
+    def timings(self) -> dict[str, float]:
+        """Training seconds per epoch and in all, evaluation seconds."""
+        return {"seconds_per_epoch": self.seconds_per_epoch,
+                "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds}
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["seconds_per_epoch"] = self.seconds_per_epoch
