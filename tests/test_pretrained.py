@@ -57,3 +57,22 @@ def test_entity_init_dimension_mismatch(exported, tiny_dataset):
     with pytest.raises(DataError, match="dim=8"):
         build_model("mkr", tiny_dataset, model_config("mkr", {"dim": 8,
                                                              "entity_init": str(path)}))
+
+
+def test_kgmf_entity_init_and_freeze(exported, tiny_dataset):
+    path, expected = exported
+    ds = tiny_dataset
+    m = build_model("kgmf", ds, model_config("kgmf", {"dim": 4, "entity_init": str(path),
+                                                      "freeze_entities": True}))
+    torch.testing.assert_close(m.entity_emb.detach(), expected)
+    data = TrainData(rec_rows=lambda e: ds.ratings, kg=ds.kg, n_users=ds.n_users,
+                     n_items=ds.n_items, n_entities=ds.n_entities, n_relations=ds.n_relations,
+                     item_entity=ds.item_entity)
+    (task,) = m.tasks(data)
+    from kgrec.train.optim import make_adam
+
+    opt = make_adam(task.params, lr=0.1)
+    m.zero_grad(set_to_none=True)
+    task.loss(torch.from_numpy(ds.ratings[:64])).backward()
+    opt.step()
+    torch.testing.assert_close(m.entity_emb.detach(), expected)

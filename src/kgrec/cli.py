@@ -165,7 +165,8 @@ def kge_train(
                                 help="catalog dataset whose KG is embedded"),
     model: str = typer.Option("transe", "--model", "-m",
                               help="transe, transh, transr, transd, bilinear, distmult"),
-    seed: int = typer.Option(0, help="seeds the split, init, shuffling and negatives"),
+    seed: int = typer.Option(0, help="seeds init, shuffling and negatives"),
+    split_seed: int = typer.Option(0, help="seeds the 8:1:1 triple split"),
     epochs: int | None = typer.Option(None, help="default: the model's"),
     out: Path | None = typer.Option(None, help="run directory (default runs/kge-...)"),
     set_: list[str] = typer.Option([], "--set", help="KGEConfig field KEY=VALUE (repeatable)"),
@@ -178,7 +179,8 @@ def kge_train(
     from kgrec.data.dataset import DataError
     from kgrec.kge_run import KGERunConfig, train_kge
 
-    cfg = KGERunConfig(dataset=dataset, model=model, seed=seed, epochs=epochs,
+    cfg = KGERunConfig(dataset=dataset, model=model, seed=seed, split_seed=split_seed,
+                       epochs=epochs,
                        params=_parse_sets(set_), out=str(out) if out else None,
                        triples_file=str(triples) if triples else None, progress=not quiet,
                        threads=threads)

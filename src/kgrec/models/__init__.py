@@ -38,8 +38,19 @@ def _mkr(ds: Dataset, cfg: MKRConfig) -> Recommender:
 
 
 def _kgmf(ds: Dataset, cfg: KGMFConfig) -> Recommender:
-    return KGMF(n_users=ds.n_users, n_items=ds.n_items, n_entities=ds.n_entities,
-                n_relations=ds.n_relations, kg=ds.kg, item_entity=ds.item_entity, config=cfg)
+    model = KGMF(n_users=ds.n_users, n_items=ds.n_items, n_entities=ds.n_entities,
+                 n_relations=ds.n_relations, kg=ds.kg, item_entity=ds.item_entity, config=cfg)
+    if cfg.entity_init:
+        import torch
+
+        from kgrec.models.pretrained import aligned_entity_vectors
+
+        rows, vectors = aligned_entity_vectors(cfg.entity_init, ds.entity_ids, ds.n_entities,
+                                               cfg.dim)
+        with torch.no_grad():
+            model.entity_emb[rows] = vectors
+        model.entity_emb.requires_grad_(not cfg.freeze_entities)
+    return model
 
 
 # name -> (config class, builder, preset file, fixed overrides, description)

@@ -27,13 +27,17 @@ __all__ = ["KGMF", "KGMFConfig"]
 @dataclass
 class KGMFConfig:
     """dim: embedding size; lr: Adam learning rate; l2_weight: L2 as Adam weight decay on
-    the embeddings; batch_size: rows per step; use_kg: add the KG-neighbour term."""
+    the embeddings; batch_size: rows per step; use_kg: add the KG-neighbour term;
+    entity_init: a KGE run directory whose entity vectors start the entity table (sequential
+    use of the KG, ``dim`` must match); freeze_entities: keep the whole entity table fixed."""
 
     dim: int = 16
     lr: float = 1e-2
     l2_weight: float = 1e-4
     batch_size: int = 1024
     use_kg: bool = True
+    entity_init: str | None = None
+    freeze_entities: bool = False
 
 
 class KGMF(Recommender):
@@ -107,7 +111,8 @@ class KGMF(Recommender):
                 name="rec",
                 source=data.rec_rows,
                 loss=self.rec_loss,
-                params=[{"params": list(self.parameters()), "weight_decay": cfg.l2_weight}],
+                params=[{"params": [p for p in self.parameters() if p.requires_grad],
+                         "weight_decay": cfg.l2_weight}],
                 lr=cfg.lr,
                 batch_size=cfg.batch_size,
             )
