@@ -9,6 +9,13 @@ from kgrec.kge_run import export_embeddings
 from kgrec.models import build_model, model_config
 from kgrec.models.base import TrainData
 from kgrec.models.kge import KGEConfig, build_kge
+from kgrec.train.optim import make_adam
+
+
+def _train_data(ds):
+    return TrainData(rec_rows=lambda e: ds.ratings, kg=ds.kg, n_users=ds.n_users,
+                     n_items=ds.n_items, n_entities=ds.n_entities, n_relations=ds.n_relations,
+                     item_entity=ds.item_entity)
 
 
 @pytest.fixture
@@ -32,12 +39,8 @@ def test_mkr_entity_init_and_freeze(exported, tiny_dataset, analytic):
                                "analytic_grad": analytic, "kge_interval": 0})
     m = build_model("mkr", ds, cfg)
     torch.testing.assert_close(m.entity_emb.detach(), expected)
-    data = TrainData(rec_rows=lambda e: ds.ratings, kg=ds.kg, n_users=ds.n_users,
-                     n_items=ds.n_items, n_entities=ds.n_entities, n_relations=ds.n_relations,
-                     item_entity=ds.item_entity)
+    data = _train_data(ds)
     (task,) = m.tasks(data)
-    from kgrec.train.optim import make_adam
-
     opt = make_adam(task.params, lr=0.1)
     users_before = m.user_emb.detach().clone()
     for _ in range(3):
@@ -65,12 +68,8 @@ def test_kgmf_entity_init_and_freeze(exported, tiny_dataset):
     m = build_model("kgmf", ds, model_config("kgmf", {"dim": 4, "entity_init": str(path),
                                                       "freeze_entities": True}))
     torch.testing.assert_close(m.entity_emb.detach(), expected)
-    data = TrainData(rec_rows=lambda e: ds.ratings, kg=ds.kg, n_users=ds.n_users,
-                     n_items=ds.n_items, n_entities=ds.n_entities, n_relations=ds.n_relations,
-                     item_entity=ds.item_entity)
+    data = _train_data(ds)
     (task,) = m.tasks(data)
-    from kgrec.train.optim import make_adam
-
     opt = make_adam(task.params, lr=0.1)
     m.zero_grad(set_to_none=True)
     task.loss(torch.from_numpy(ds.ratings[:64])).backward()
