@@ -18,12 +18,11 @@ import json
 import os
 import platform
 import shlex
-import subprocess
-import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from _cli import run_cli
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -41,17 +40,8 @@ def command(model: str, seed: int, out: Path, sets: tuple[str, ...] = ()) -> lis
 
 def run_one(model: str, seed: int, out: Path, sets: tuple[str, ...] = ()) -> dict:
     cmd = command(model, seed, out, sets)
-    # `kgrec` is the console script; run it through this interpreter so the same
-    # environment is used even when the script is not on PATH
-    argv = [sys.executable, "-m", "kgrec.cli", *cmd[1:]]
-    t0 = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed:\n{proc.stdout}\n{proc.stderr}")
-    m = json.loads((out / "metrics.json").read_text())
+    m = run_cli(cmd[1:], out)
     m["model_params"] = json.loads((out / "config.json").read_text())["model_params"]
-    m["process_wall_seconds"] = wall
     m["command"] = " ".join(shlex.quote(c) for c in cmd[:-3] + cmd[-1:])  # without --out
     m["label"] = model + "".join(f" ({kv})" for kv in sets)
     return m

@@ -17,14 +17,13 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from _cli import run_cli
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -40,16 +39,8 @@ TF_REFERENCE = {
 
 
 def run_one(dataset: str, model: str, seed: int, out: Path, extra: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "kgrec.cli", "train", "--dataset", dataset, "--model", model,
-           "--seed", str(seed), "--out", str(out), "--quiet", "--no-topk", *extra]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
-    m = json.loads((out / "metrics.json").read_text())
-    m["process_wall_seconds"] = wall
-    return m
+    return run_cli(["train", "--dataset", dataset, "--model", model, "--seed", str(seed),
+                    "--out", str(out), "--quiet", "--no-topk", *extra], out)
 
 
 def summarise(runs: list[dict]) -> dict:
