@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kgrec.data.convert import mkr_convert
+from kgrec.data.convert import mkr_convert, mkr_convert_ratings
 from kgrec.data.dataset import DataError, Dataset
 
 __all__ = [
@@ -346,12 +346,6 @@ def _build(
     convert ratings the MKR way (threshold + sampled negatives)."""
     if len(heads) == 0:
         raise DataError("empty graph: no triples", path=where)
-    if not labelled:
-        ds = mkr_convert(name, users_raw=users, items_raw=items, positive=values >= threshold,
-                         item_raw_ids=link_items, item_entity_raw=link_entities,
-                         heads=heads, relations=relations, tails=tails, seed=seed,
-                         links_path=links_where)
-        # mkr_convert keeps only item-headed triples (MKR); re-index the full graph instead.
     item_index = pd.Index(np.asarray(link_items, dtype=str))
     if not item_index.is_unique:
         raise DataError("duplicate item id in the item-entity links", path=links_where)
@@ -376,9 +370,10 @@ def _build(
         ratings = np.c_[ucodes, codes, values.astype(np.int64)].astype(np.int64)
         known_neg = np.zeros((0, 2), np.int64)
         meta: dict = {"conversion": "labelled"}
-    else:
-        ratings, known_neg, user_ids = ds.ratings, ds.known_negatives, ds.user_ids
-        meta = dict(ds.meta)
+    else:  # MKR's rating conversion; the graph is indexed above (all heads kept)
+        ratings, known_neg, user_ids = mkr_convert_ratings(
+            users, items, values >= threshold, link_items, seed=seed, links_path=links_where)
+        meta = {"conversion": "mkr", "seed": seed}
     return Dataset(
         name=name, ratings=ratings, kg=kg, n_users=len(user_ids), n_items=n_items,
         n_entities=len(entity_ids), n_relations=len(relation_ids), item_entity=item_entity,
