@@ -147,8 +147,8 @@ def models() -> None:
     """List the models."""
     from kgrec.models import MODELS
 
-    for name, (_, _, _, _, desc) in MODELS.items():
-        typer.echo(f"{name:10s} {desc}")
+    for name, spec in MODELS.items():
+        typer.echo(f"{name:11s} {spec.description}")
 
 
 kge_app = typer.Typer(

@@ -42,6 +42,8 @@ class RunConfig:
         epochs: run length (None: the preset's).
         negatives: ``fixed`` (the paper's sampled rows) or ``resample`` (fresh every epoch).
         train_ratio: keep this share of the training rows (sparse experiments).
+        kg_ratio: keep this share of the KG triples (KG-size ablation).
+        kg_shuffle: permute the tails within each relation (the "is it the facts?" ablation).
         params: model hyper-parameters overriding the preset.
         topk: also run the full-ranking top-K evaluation on the test split.
         out: run directory (None: ``runs/<dataset>-<model>-s<seed>-<time>``).
@@ -57,6 +59,8 @@ class RunConfig:
     epochs: int | None = None
     negatives: str = "fixed"
     train_ratio: float = 1.0
+    kg_ratio: float = 1.0
+    kg_shuffle: bool = False
     params: dict[str, Any] = field(default_factory=dict)
     topk: bool = True
     out: str | None = None
@@ -111,6 +115,14 @@ def prepare_data(cfg: RunConfig) -> tuple[Dataset, Split]:
     from kgrec.data.catalog import load_dataset
 
     ds = load_dataset(cfg.dataset, seed=cfg.seed)
+    if cfg.kg_ratio < 1.0 or cfg.kg_shuffle:
+        from kgrec.data.kg_transform import shuffle_tails, subsample_kg
+
+        kg = subsample_kg(ds.kg, cfg.kg_ratio, seed=cfg.seed)
+        if cfg.kg_shuffle:
+            kg = shuffle_tails(kg, seed=cfg.seed)
+        ds = dataclasses.replace(ds, kg=kg, meta={**ds.meta, "kg_ratio": cfg.kg_ratio,
+                                                  "kg_shuffle": cfg.kg_shuffle})
     split = random_split(ds.ratings, seed=cfg.seed)
     if cfg.train_ratio < 1.0:
         split = Split(subsample(split.train, cfg.train_ratio, seed=cfg.seed), split.valid,
@@ -128,7 +140,7 @@ def _train_data(ds: Dataset, split: Split, cfg: RunConfig) -> TrainData:
         rec_rows=training_rows(split.train, mode=cfg.negatives, n_items=ds.n_items,
                                exclude=exclude, seed=cfg.seed),
         kg=ds.kg, n_users=ds.n_users, n_items=ds.n_items, n_entities=ds.n_entities,
-        n_relations=ds.n_relations, item_entity=ds.item_entity,
+        n_relations=ds.n_relations, item_entity=ds.item_entity, train=split.train,
     )
 
 
@@ -136,7 +148,7 @@ def resolve(cfg: RunConfig) -> tuple[dict[str, Any], int]:
     """Model parameters (preset + overrides) and the number of epochs."""
     if cfg.model not in MODELS:
         raise KeyError(f"unknown model {cfg.model!r}; known: {', '.join(sorted(MODELS))}")
-    preset = load_preset(MODELS[cfg.model][2], cfg.dataset)
+    preset = load_preset(MODELS[cfg.model].preset, cfg.dataset)
     epochs = int(preset.pop("epochs", 10))
     params = {**preset, **cfg.params}
     return params, int(cfg.epochs if cfg.epochs is not None else epochs)

@@ -1,9 +1,17 @@
-"""Models and the registry the CLI and benchmarks build them from."""
+"""Models and the registry the CLI and benchmarks build them from.
+
+Each model lives in its own module ``kgrec.models.<file>`` that defines a config dataclass and
+``build(dataset, config) -> Recommender``. The registry names them lazily (module and class
+names), so importing :mod:`kgrec.models` stays cheap and a model's code is imported only when
+it is used.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from kgrec.data.dataset import Dataset
@@ -17,6 +25,7 @@ __all__ = [
     "MODELS",
     "KGMFConfig",
     "MKRConfig",
+    "ModelSpec",
     "Recommender",
     "Task",
     "TrainData",
@@ -25,41 +34,73 @@ __all__ = [
 ]
 
 
-def _mkr(ds: Dataset, cfg: MKRConfig) -> Recommender:
-    model = MKR(n_users=ds.n_users, n_items=ds.n_items, n_entities=ds.n_entities,
-                n_relations=ds.n_relations, item_entity=ds.item_entity, config=cfg)
-    if cfg.entity_init:
-        from kgrec.models.pretrained import aligned_entity_vectors
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model.
 
-        rows, vectors = aligned_entity_vectors(cfg.entity_init, ds.entity_ids, ds.n_entities,
-                                               cfg.dim)
-        model.load_entity_vectors(rows, vectors, freeze=cfg.freeze_entities)
-    return model
+    Attributes:
+        module: ``kgrec.models.<module>`` holds the config class and ``build``.
+        config: name of the config dataclass in that module.
+        preset: ``src/kgrec/configs/<preset>.toml`` with the per-dataset hyper-parameters.
+        description: one line for ``kgrec models``.
+        fixed: config fields forced for this name (variants and ablations of a model).
+        family: ``kg`` (uses the knowledge graph) or ``cf`` (interactions only).
+    """
+
+    module: str
+    config: str
+    preset: str
+    description: str
+    fixed: dict[str, Any] = field(default_factory=dict)
+    family: str = "kg"
+
+    def _module(self):
+        return importlib.import_module(f"kgrec.models.{self.module}")
+
+    @property
+    def config_class(self) -> type:
+        return getattr(self._module(), self.config)
+
+    @property
+    def builder(self) -> Callable[[Dataset, Any], Recommender]:
+        return self._module().build
 
 
-def _kgmf(ds: Dataset, cfg: KGMFConfig) -> Recommender:
-    model = KGMF(n_users=ds.n_users, n_items=ds.n_items, n_entities=ds.n_entities,
-                 n_relations=ds.n_relations, kg=ds.kg, item_entity=ds.item_entity, config=cfg)
-    if cfg.entity_init:
-        import torch
-
-        from kgrec.models.pretrained import aligned_entity_vectors
-
-        rows, vectors = aligned_entity_vectors(cfg.entity_init, ds.entity_ids, ds.n_entities,
-                                               cfg.dim)
-        with torch.no_grad():
-            model.entity_emb[rows] = vectors
-        model.entity_emb.requires_grad_(not cfg.freeze_entities)
-    return model
-
-
-# name -> (config class, builder, preset file, fixed overrides, description)
-MODELS: dict[str, tuple[type, Callable[[Dataset, Any], Recommender], str, dict, str]] = {
-    "mkr": (MKRConfig, _mkr, "mkr", {}, "MKR, cross & compress + alternating KGE (WWW'19)"),
-    "mkr-nokg": (MKRConfig, _mkr, "mkr", {"kge_interval": 0},
-                 "MKR with the KGE task switched off (ablation)"),
-    "kgmf": (KGMFConfig, _kgmf, "kgmf", {}, "MF + mean of KG neighbours (KG-aware reference)"),
-    "mf": (KGMFConfig, _kgmf, "kgmf", {"use_kg": False}, "plain MF, BCE (KG-blind twin)"),
+MODELS: dict[str, ModelSpec] = {
+    "mkr": ModelSpec("mkr", "MKRConfig", "mkr",
+                     "MKR, cross & compress + alternating KGE (Wang et al., WWW'19)"),
+    "mkr-1l": ModelSpec("mkr", "MKRConfig", "mkr", "MKR with one cross & compress layer",
+                        {"L": 1}),
+    "mkr-dcn": ModelSpec("mkr", "MKRConfig", "mkr",
+                         "MKR with DCN cross layers in place of cross & compress",
+                         {"unit": "dcn", "analytic_grad": False}),
+    "mkr-stitch": ModelSpec("mkr", "MKRConfig", "mkr",
+                            "MKR with cross-stitch units (four scalars) in place of c&c",
+                            {"unit": "stitch", "analytic_grad": False}),
+    "mkr-nokg": ModelSpec("mkr", "MKRConfig", "mkr",
+                          "MKR with the KGE task switched off (ablation)", {"kge_interval": 0},
+                          family="cf"),
+    "ripplenet": ModelSpec("ripplenet", "RippleNetConfig", "ripplenet",
+                           "RippleNet, preference propagation over ripple sets (CIKM'18)"),
+    "cke": ModelSpec("cke", "CKEConfig", "cke",
+                     "CKE, MF + TransR structural embeddings, joint (KDD'16)"),
+    "dkn": ModelSpec("dkn", "DKNConfig", "dkn",
+                     "DKN, knowledge-aware CNN over item text + entities (WWW'18)"),
+    "fm": ModelSpec("fm", "FMConfig", "fm",
+                    "LibFM-style FM on user, item + pre-trained TransR entity features"),
+    "wide-deep": ModelSpec("wide_deep", "WideDeepConfig", "wide_deep",
+                           "Wide&Deep on user, item + pre-trained TransR entity features"),
+    "bpr-mf": ModelSpec("bpr", "BPRConfig", "bpr", "BPR-MF, pairwise ranking MF (UAI'09)",
+                        family="cf"),
+    "item-cf": ModelSpec("itemcf", "ItemCFConfig", "itemcf",
+                         "item-based CF, adjusted cosine with shrinkage (WWW'01)",
+                         family="cf"),
+    "pop": ModelSpec("popularity", "PopularityConfig", "popularity",
+                     "most popular items (the floor of every table)", family="cf"),
+    "kgmf": ModelSpec("kgmf", "KGMFConfig", "kgmf",
+                      "MF + mean of KG neighbours (KG-aware reference)"),
+    "mf": ModelSpec("kgmf", "KGMFConfig", "kgmf", "plain MF, BCE (KG-blind twin)",
+                    {"use_kg": False}, family="cf"),
 }
 
 
@@ -67,7 +108,8 @@ def model_config(name: str, params: dict[str, Any]) -> Any:
     """The model's config dataclass from ``params``; unknown keys fail with the valid ones."""
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
-    cls, _, _, fixed, _ = MODELS[name]
+    spec = MODELS[name]
+    cls = spec.config_class
     fields = {f.name for f in dataclasses.fields(cls)}
     bad = sorted(set(params) - fields)
     if bad:
@@ -75,9 +117,9 @@ def model_config(name: str, params: dict[str, Any]) -> Any:
             f"unknown parameter(s) {', '.join(bad)} for model {name!r}; "
             f"valid: {', '.join(sorted(fields))}"
         )
-    return cls(**{**params, **fixed})
+    return cls(**{**params, **spec.fixed})
 
 
 def build_model(name: str, dataset: Dataset, config: Any) -> Recommender:
     """Instantiate model ``name`` for ``dataset`` with a config from :func:`model_config`."""
-    return MODELS[name][1](dataset, config)
+    return MODELS[name].builder(dataset, config)

@@ -31,6 +31,10 @@ class TrainData:
         kg: ``(m, 3)`` int64 triples ``(head, relation, tail)``.
         n_users, n_items, n_entities, n_relations: vocabulary sizes.
         item_entity: ``(n_items,)`` entity index of each item.
+        train: ``(n, 3)`` the labelled training split ``(user, item, label)`` (None where a
+            caller has none): what models derive user histories, counts and co-occurrences
+            from (ripple sets, item-CF similarities, popularity). Models keep such derived
+            state in persistent buffers, so a checkpoint restores it.
     """
 
     rec_rows: Callable[[int], np.ndarray]
@@ -40,6 +44,13 @@ class TrainData:
     n_entities: int
     n_relations: int
     item_entity: np.ndarray
+    train: np.ndarray | None = None
+
+    def train_rows(self) -> np.ndarray:
+        """:attr:`train`, or a clear error for models that need it."""
+        if self.train is None:
+            raise ValueError("this model needs TrainData.train (the labelled training split)")
+        return np.asarray(self.train, dtype=np.int64)
 
 
 @dataclass

@@ -21,7 +21,7 @@ from torch import nn
 from kgrec.models.base import Recommender, Task, TrainData
 from kgrec.models.layers import glorot_embedding
 
-__all__ = ["KGMF", "KGMFConfig"]
+__all__ = ["KGMF", "KGMFConfig", "build"]
 
 
 @dataclass
@@ -117,3 +117,18 @@ class KGMF(Recommender):
                 batch_size=cfg.batch_size,
             )
         ]
+
+
+def build(ds, cfg: KGMFConfig) -> KGMF:
+    """KG-MF (or plain MF) for a :class:`~kgrec.data.Dataset`."""
+    model = KGMF(n_users=ds.n_users, n_items=ds.n_items, n_entities=ds.n_entities,
+                 n_relations=ds.n_relations, kg=ds.kg, item_entity=ds.item_entity, config=cfg)
+    if cfg.entity_init:
+        from kgrec.models.pretrained import aligned_entity_vectors
+
+        rows, vectors = aligned_entity_vectors(cfg.entity_init, ds.entity_ids, ds.n_entities,
+                                               cfg.dim)
+        with torch.no_grad():
+            model.entity_emb[rows] = vectors
+        model.entity_emb.requires_grad_(not cfg.freeze_entities)
+    return model

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-__all__ = ["CrossCompress", "Dense", "glorot_embedding"]
+__all__ = ["CrossCompress", "CrossStitch", "DCNCross", "Dense", "glorot_embedding"]
 
 
 def glorot_embedding(n: int, dim: int) -> nn.Parameter:
@@ -100,3 +100,43 @@ class CrossCompress(nn.Module):
         v_out = (c @ self.w_vv + ct @ self.w_ev).squeeze(2) + self.b_v
         e_out = (c @ self.w_ve + ct @ self.w_ee).squeeze(2) + self.b_e
         return v_out, e_out
+
+
+class DCNCross(nn.Module):
+    """The DCN cross layer ``x_{l+1} = x_0 x_l^T w_l + x_l + b_l`` (Wang et al., ADKDD'17) as
+    MKR-DCN's replacement of the cross & compress unit (Wang et al., WWW'19, Sec. 4.2).
+
+    The item and entity features take the roles of each other's ``x_l``: ``v' = v_0 (e . w_V)
+    + v + b_V`` and ``e' = e_0 (v . w_E) + e + b_E``, where ``v_0``, ``e_0`` are the layer-0
+    inputs. (The paper gives the DCN formula only; this pairing is kgrec's reading of it.)
+    """
+
+    def __init__(self, *, dim: int):
+        super().__init__()
+        self.dim = dim
+        self.weight = nn.Parameter(torch.empty(dim, 2))  # columns: w_V, w_E
+        bound = (6.0 / (dim + 1)) ** 0.5
+        nn.init.uniform_(self.weight, -bound, bound)
+        self.bias = nn.Parameter(torch.zeros(2, dim))
+
+    def forward(self, v: torch.Tensor, e: torch.Tensor, v0: torch.Tensor,
+                e0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        v_new = v0 * (e @ self.weight[:, 0:1]) + v + self.bias[0]
+        e_new = e0 * (v @ self.weight[:, 1:2]) + e + self.bias[1]
+        return v_new, e_new
+
+
+class CrossStitch(nn.Module):
+    """Cross-stitch unit (Misra et al., CVPR'16) as MKR-stitch's replacement of cross &
+    compress: ``[v'; e'] = [[a_VV, a_VE], [a_EV, a_EE]] [v; e]`` with four trainable scalars
+    (initialised to 0.9 on the diagonal and 0.1 off it, as in the cross-stitch paper)."""
+
+    def __init__(self, *, dim: int):
+        super().__init__()
+        self.dim = dim
+        self.alpha = nn.Parameter(torch.tensor([[0.9, 0.1], [0.1, 0.9]]))
+
+    def forward(self, v: torch.Tensor, e: torch.Tensor, v0: torch.Tensor | None = None,
+                e0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        a = self.alpha
+        return a[0, 0] * v + a[0, 1] * e, a[1, 0] * v + a[1, 1] * e

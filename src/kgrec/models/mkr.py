@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from kgrec.models.base import Recommender, Task, TrainData
-from kgrec.models.layers import CrossCompress, Dense, glorot_embedding
+from kgrec.models.layers import CrossCompress, CrossStitch, DCNCross, Dense, glorot_embedding
 
-__all__ = ["MKR", "MKRConfig"]
+__all__ = ["MKR", "MKRConfig", "build"]
 
 
 @dataclass
@@ -60,6 +60,9 @@ class MKRConfig:
         entity_init: a KGE run directory (``kgrec kge train``) whose entity vectors start
             MKR's entity embeddings (sequential use of the KG; ``dim`` must match).
         freeze_entities: keep those pre-trained vectors fixed (else they are fine-tuned).
+        unit: the sharing unit between item and entity features: ``cc`` (cross & compress),
+            ``dcn`` (MKR-DCN: DCN cross layers) or ``stitch`` (MKR-stitch: cross-stitch
+            units); the hand-written backward covers ``cc`` only.
     """
 
     dim: int = 8
@@ -76,6 +79,10 @@ class MKRConfig:
     kge_margin: float = 1.0
     entity_init: str | None = None
     freeze_entities: bool = False
+    unit: str = "cc"
+
+
+UNITS = {"cc": CrossCompress, "dcn": DCNCross, "stitch": CrossStitch}
 
 
 def _half_sq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -88,7 +95,7 @@ def _weights(module: nn.Module) -> list[nn.Parameter]:
     """Weight matrices (not biases) of Dense layers and cross & compress units."""
     out: list[nn.Parameter] = []
     for m in module.modules():
-        if isinstance(m, (Dense, CrossCompress)):
+        if isinstance(m, (Dense, CrossCompress, DCNCross)):
             out.append(m.weight)
     return out
 
@@ -132,7 +139,9 @@ class MKR(Recommender):
         self.relation_emb = glorot_embedding(max(n_relations, 1), d)
         self.user_mlp = nn.ModuleList(Dense(in_dim=d, out_dim=d) for _ in range(cfg.L))
         self.tail_mlp = nn.ModuleList(Dense(in_dim=d, out_dim=d) for _ in range(cfg.L))
-        self.cc = nn.ModuleList(CrossCompress(dim=d) for _ in range(cfg.L))
+        if cfg.unit not in UNITS:
+            raise ValueError(f"unit must be one of {', '.join(UNITS)}, got {cfg.unit!r}")
+        self.cc = nn.ModuleList(UNITS[cfg.unit](dim=d) for _ in range(cfg.L))
         if cfg.inner_product:
             self.rs_mlp = nn.ModuleList()
         else:
@@ -190,8 +199,13 @@ class MKR(Recommender):
         return u
 
     def _cross(self, v: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.config.unit == "cc":
+            for unit in self.cc:
+                v, e = unit(v, e)
+            return v, e
+        v0, e0 = v, e
         for unit in self.cc:
-            v, e = unit(v, e)
+            v, e = unit(v, e, v0, e0)
         return v, e
 
     def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
@@ -359,7 +373,8 @@ class MKR(Recommender):
                 name="rec",
                 source=data.rec_rows,
                 loss=self.rec_loss,
-                step=self.rec_step if cfg.inner_product and cfg.analytic_grad else None,
+                step=self.rec_step if (cfg.inner_product and cfg.analytic_grad
+                                       and cfg.unit == "cc") else None,
                 params=rec_params,
                 lr=cfg.lr_rs,
                 batch_size=cfg.batch_size,
@@ -393,3 +408,16 @@ class MKR(Recommender):
                     )
                 )
         return out
+
+
+def build(ds, cfg: MKRConfig) -> MKR:
+    """MKR for a :class:`~kgrec.data.Dataset` (entity vectors from ``cfg.entity_init``)."""
+    model = MKR(n_users=ds.n_users, n_items=ds.n_items, n_entities=ds.n_entities,
+                n_relations=ds.n_relations, item_entity=ds.item_entity, config=cfg)
+    if cfg.entity_init:
+        from kgrec.models.pretrained import aligned_entity_vectors
+
+        rows, vectors = aligned_entity_vectors(cfg.entity_init, ds.entity_ids, ds.n_entities,
+                                               cfg.dim)
+        model.load_entity_vectors(rows, vectors, freeze=cfg.freeze_entities)
+    return model
