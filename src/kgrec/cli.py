@@ -65,12 +65,14 @@ def _print_metrics(m: dict[str, Any]) -> None:
 def train(
     dataset: str = typer.Option("synthetic", "--dataset", "-d",
                                 help="catalog name: synthetic, music, book, movie, movie-half"),
-    model: str = typer.Option("mkr", "--model", "-m", help="mkr, mkr-nokg, kgmf, mf"),
+    model: str = typer.Option("mkr", "--model", "-m", help="a name from `kgrec models`"),
     seed: int = typer.Option(0, help="seeds conversion negatives, split, init, shuffling"),
     epochs: int | None = typer.Option(None, help="default: the preset's"),
     out: Path | None = typer.Option(None, help="run directory (default runs/...)"),
     negatives: str = typer.Option("fixed", help="fixed (paper) or resample (every epoch)"),
     train_ratio: float = typer.Option(1.0, help="share of training rows kept (sparse runs)"),
+    kg_ratio: float = typer.Option(1.0, help="share of KG triples kept (KG-size ablation)"),
+    kg_shuffle: bool = typer.Option(False, help="shuffle KG tails within each relation"),
     set_: list[str] = typer.Option([], "--set", help="model parameter KEY=VALUE (repeatable)"),
     topk: bool = typer.Option(True, help="full-ranking top-K evaluation on test"),
     threads: int | None = typer.Option(None, help="torch threads"),
@@ -82,7 +84,8 @@ def train(
     from kgrec.run import train as run_train
 
     cfg = RunConfig(dataset=dataset, model=model, seed=seed, epochs=epochs, negatives=negatives,
-                    train_ratio=train_ratio, params=_parse_sets(set_), topk=topk,
+                    train_ratio=train_ratio, kg_ratio=kg_ratio, kg_shuffle=kg_shuffle,
+                    params=_parse_sets(set_), topk=topk,
                     out=str(out) if out else None, threads=threads, progress=not quiet)
     try:
         res = run_train(cfg)
@@ -203,6 +206,75 @@ def kge_train(
                f"total, peak memory {t['peak_rss_mb']:.0f} MB")
     typer.echo(f"  run    {res.run_dir}/ (metrics.json, config.json, checkpoint.pt, "
                "entity_embeddings.npy, relation_embeddings.npy, entities.tsv, relations.tsv)")
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _benchmark_command(datasets, models, seeds, sections, quick, workers, negatives, name,
+                       sparse_models, kg_models, kg_seeds) -> str:
+    parts = ["kgrec benchmark", f"--datasets {datasets}", f"--models {models}",
+             f"--seeds {seeds}", f"--sections {sections}"]
+    parts += ["--quick"] if quick else []
+    parts += [f"--workers {workers}"] if workers != 1 else []
+    parts += [f"--negatives {negatives}"] if negatives != "fixed" else []
+    parts += [f"--name {name}"] if name else []
+    parts += [f"--sparse-models {sparse_models}"] if sparse_models else []
+    parts += [f"--kg-models {kg_models}"] if kg_models else []
+    parts += [f"--kg-seeds {kg_seeds}"] if kg_seeds is not None else []
+    return " ".join(parts)
+
+
+@app.command()
+def benchmark(
+    datasets: str = typer.Option("music", "--datasets", "-d", help="comma-separated"),
+    models: str = typer.Option("all", "--models", "-m",
+                               help="comma-separated, or 'all' (the MKR paper's table)"),
+    seeds: int = typer.Option(5, help="seeds 0..N-1 per model (ctr section)"),
+    sections: str = typer.Option("ctr,sparse,kg,sensitivity",
+                                 help="any of ctr, sparse, kg, sensitivity"),
+    quick: bool = typer.Option(False, "--quick",
+                               help="smoke-test size: 2 seeds, 2 epochs, few settings"),
+    workers: int = typer.Option(1, help="parallel runs (one torch thread each when > 1)"),
+    negatives: str = typer.Option("fixed", help="fixed (paper) or resample"),
+    out_dir: Path = typer.Option(Path("benchmarks/results"), help="report folder"),
+    runs_dir: Path = typer.Option(Path("runs/benchmark"),
+                                  help="run directories and the resume log"),
+    name: str | None = typer.Option(None, help="report name (default benchmark_<datasets>)"),
+    fresh: bool = typer.Option(False, help="ignore finished runs of an earlier invocation"),
+    sparse_models: str | None = typer.Option(None, help="models of the sparse section"),
+    kg_models: str | None = typer.Option(None, help="models of the KG ablations"),
+    kg_seeds: int | None = typer.Option(None, help="seeds of the KG ablations"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """Reproduce the MKR paper's comparison: CTR table with t-tests, top-K curves, sparse
+    training, KG ablations and MKR's sensitivity; writes markdown + PNG into --out-dir."""
+    from kgrec.benchmark import DEFAULT_MODELS, BenchmarkConfig, run_benchmark
+    from kgrec.data.dataset import DataError
+
+    kw: dict[str, Any] = {}
+    if sparse_models:
+        kw["sparse_models"] = _csv(sparse_models)
+    if kg_models:
+        kw["kg_models"] = _csv(kg_models)
+    if kg_seeds is not None:
+        kw["kg_seeds"] = kg_seeds
+    try:
+        cfg = BenchmarkConfig(
+            datasets=_csv(datasets),
+            models=list(DEFAULT_MODELS) if models == "all" else _csv(models),
+            seeds=seeds, sections=_csv(sections), quick=quick, workers=workers,
+            negatives=negatives, out_dir=str(out_dir), runs_dir=str(runs_dir), name=name,
+            fresh=fresh, command=_benchmark_command(datasets, models, seeds, sections, quick,
+                                                    workers, negatives, name, sparse_models,
+                                                    kg_models, kg_seeds), **kw)
+        res = run_benchmark(cfg, progress=not quiet, log=typer.echo)
+    except (DataError, KeyError, ValueError, FileNotFoundError, RuntimeError) as exc:
+        _fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
+        return
+    typer.echo(f"report: {Path(cfg.out_dir) / cfg.name}.md ({len(res['runs'])} runs; plots: "
+               f"{', '.join(res['plots']) or 'none'})")
 
 
 @kge_app.command("models")

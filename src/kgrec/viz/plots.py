@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["learning_curve"]
+__all__ = ["learning_curve", "lines_plot", "sensitivity_plot", "topk_curves_plot"]
 
 
 def _pyplot():
@@ -52,3 +52,62 @@ def learning_curve(metrics: dict[str, Any], path: str | Path) -> Path:
     plt.close(fig)
     tmp.replace(path)
     return path
+
+
+def _save(fig, path: str | Path) -> Path:
+    plt = _pyplot()
+    path = Path(path)
+    tmp = path.with_suffix(".tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def topk_curves_plot(curves: dict[str, dict[str, Any]], path: str | Path, *,
+                     title: str = "") -> Path:
+    """Precision@K and Recall@K against K, one line per model (``curves[model]`` holds
+    ``ks``, ``precision`` and ``recall`` lists)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, metric in zip(axes, ("precision", "recall"), strict=True):
+        for model, c in curves.items():
+            ax.plot(c["ks"], c[metric], marker=".", label=model,
+                    lw=2.2 if model == "mkr" else 1.2)
+        ax.set_xscale("log")
+        ax.set_xlabel("K")
+        ax.set_ylabel(f"{metric.capitalize()}@K")
+        ax.grid(alpha=0.3, which="both")
+    axes[1].legend(fontsize=7, ncol=2)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def lines_plot(series: dict[str, list[float]], xs: list[float], path: str | Path, *,
+               xlabel: str, ylabel: str, title: str = "") -> Path:
+    """One line per entry of ``series`` over ``xs``."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for name, ys in series.items():
+        ax.plot(xs, ys, marker="o", label=name, lw=2.2 if name == "mkr" else 1.2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def sensitivity_plot(panels: dict[str, tuple[list[float], list[float]]], path: str | Path, *,
+                     title: str = "") -> Path:
+    """One panel per swept parameter: ``panels[name] = (values, metric)``."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
+    for ax, (name, (xs, ys)) in zip(axes[0], panels.items(), strict=True):
+        ax.plot(xs, ys, marker="o")
+        ax.set_xlabel(name)
+        ax.set_ylabel("test AUC")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    return _save(fig, path)

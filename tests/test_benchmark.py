@@ -1,0 +1,94 @@
+"""`kgrec benchmark`: the table maths and a quick run end to end on the synthetic dataset."""
+
+import json
+import math
+
+import pytest
+from scipy import stats
+from typer.testing import CliRunner
+
+from kgrec.benchmark import BenchmarkConfig, Job, ctr_rows, plan_jobs, topk_curves
+from kgrec.cli import app
+
+
+def _result(model, seed, auc, acc, dataset="music", **job):
+    j = {"dataset": dataset, "model": model, "seed": seed, "train_ratio": 1.0, "kg_ratio": 1.0,
+         "kg_shuffle": False, "params": {}, **job}
+    topk = {f"{m}@{k}": auc * k / 100 for m in ("precision", "recall", "ndcg", "hit")
+            for k in (10, 20)}
+    return {"key": f"{model}{seed}{job}", "job": j, "test": {"auc": auc, "acc": acc},
+            "valid": {}, "test_topk": topk, "seconds": 2.0, "seconds_per_epoch": 0.5,
+            "data_checksum": "x"}
+
+
+def test_ctr_rows_maths_by_hand():
+    res = [_result("mkr", 0, 0.80, 0.70), _result("mkr", 1, 0.82, 0.72),
+           _result("mkr", 2, 0.81, 0.71),
+           _result("fm", 0, 0.78, 0.69), _result("fm", 1, 0.79, 0.70),
+           _result("fm", 2, 0.79, 0.70),
+           _result("mkr", 0, 0.5, 0.5, train_ratio=0.1),  # another section: not in the table
+           _result("fm", 0, 0.9, 0.9, dataset="book")]
+    rows = {r["model"]: r for r in ctr_rows(res, "music", ["fm", "mkr", "ripplenet"])}
+    assert set(rows) == {"fm", "mkr"}  # no runs, no row
+    fm = rows["fm"]
+    assert fm["n"] == 3
+    assert fm["auc"][0] == pytest.approx((0.78 + 0.79 + 0.79) / 3)
+    assert fm["auc"][1] == pytest.approx(stats.tstd([0.78, 0.79, 0.79]))
+    assert fm["rel_auc"] == pytest.approx(((0.78 + 1.58) / 3 - 0.81) / 0.81)
+    assert fm["p"] == pytest.approx(stats.ttest_rel([0.78, 0.79, 0.79], [0.80, 0.82, 0.81]).pvalue)
+    assert fm["paper"] == (0.777, 0.709)
+    assert rows["mkr"]["rel_auc"] == 0.0 and math.isnan(rows["mkr"]["p"])
+    curves = topk_curves(res, "music", ["fm"])
+    assert curves["fm"]["ks"] == [10, 20]
+    assert curves["fm"]["recall"][1] == pytest.approx(fm["auc"][0] * 20 / 100)
+
+
+def test_plan_merges_duplicates_and_skips_kg_ablations_of_cf_models():
+    cfg = BenchmarkConfig(datasets=["synthetic"], models=["mkr", "mf"], seeds=2,
+                          sparse_models=["mkr"], sparse_ratios=[0.5, 1.0], sparse_seeds=1,
+                          kg_models=["mkr", "mf"], kg_ratios=[0.5], kg_seeds=1,
+                          intervals=[1], dims=[8])
+    jobs = plan_jobs(cfg)
+    keys = [j.key for j in jobs]
+    assert len(keys) == len(set(keys))
+    base = Job(dataset="synthetic", model="mkr", seed=0)
+    merged = [j for j in jobs if j.key == base.key]
+    assert len(merged) == 1 and merged[0].topk  # ctr run with top-K serves sparse ratio 1.0
+    assert not any(j.model == "mf" and (j.kg_ratio < 1 or j.kg_shuffle) for j in jobs)
+    # ctr 2x2 + sparse 0.5 + kg (none, shuffled, 0.5) + sensitivity 2 = 10
+    assert len(jobs) == 10
+
+
+def test_config_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown model"):
+        BenchmarkConfig(models=["nope"])
+    with pytest.raises(ValueError, match="unknown section"):
+        BenchmarkConfig(sections=["ctr", "bogus"])
+
+
+def test_quick_benchmark_end_to_end(tmp_path):
+    out, runs = tmp_path / "results", tmp_path / "runs"
+    args = ["benchmark", "--datasets", "synthetic", "--models", "mf,kgmf,mkr", "--quick",
+            "--sparse-models", "mkr,mf", "--kg-models", "mkr,kgmf", "--out-dir", str(out),
+            "--runs-dir", str(runs), "--name", "q", "-q"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    md = (out / "q.md").read_text()
+    for heading in ("CTR prediction", "Top-K", "Sparse training", "KG ablations",
+                    "MKR sensitivity"):
+        assert heading in md
+    assert "kgrec benchmark --datasets synthetic --models mf,kgmf,mkr" in md
+    data = json.loads((out / "q.json").read_text())
+    assert data["data_checksums"]["synthetic"]
+    for png in data["plots"]:
+        assert (out / png).stat().st_size > 1000
+    aucs = {(r["job"]["model"], r["job"]["seed"]): r["test"]["auc"] for r in data["runs"]
+            if r["job"]["train_ratio"] == 1 and r["job"]["kg_ratio"] == 1
+            and not r["job"]["kg_shuffle"] and not r["job"]["params"]}
+    assert set(aucs) >= {(m, s) for m in ("mf", "kgmf", "mkr") for s in (0, 1)}
+    assert all(0.55 < a < 1 for a in aucs.values())
+    # a second invocation resumes: nothing to run, same figures
+    res2 = CliRunner().invoke(app, args)
+    assert res2.exit_code == 0 and "0 to run" in res2.output
+    again = json.loads((out / "q.json").read_text())
+    assert [r["test"] for r in again["runs"]] == [r["test"] for r in data["runs"]]
