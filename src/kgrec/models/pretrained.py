@@ -132,7 +132,8 @@ def neighbour_mean(
         src = np.r_[src, np.arange(n_ent)]
         dst = np.r_[dst, np.arange(n_ent)]
     adj = torch.sparse_coo_tensor(torch.from_numpy(np.stack([src, dst])),
-                                  torch.ones(len(src)), (n_ent, n_ent)).coalesce()
+                                  torch.ones(len(src)), (n_ent, n_ent),
+                                  check_invariants=True).coalesce()
     deg = torch.sparse.sum(adj, 1).to_dense().clamp_min(1.0)
     mean = torch.sparse.mm(adj, torch.from_numpy(vectors)) / deg.unsqueeze(1)
     return mean.numpy()[item_entity]
