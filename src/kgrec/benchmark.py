@@ -84,6 +84,8 @@ class BenchmarkConfig:
         kg_models, kg_ratios, kg_seeds: the KG ablations (models of the ``kg`` family only).
         intervals, dims, sensitivity_seeds: MKR's sensitivity to ``kge_interval`` and ``dim``.
         negatives: ``fixed`` (the paper's sampled negatives) or ``resample``.
+        topk_users: top-K ranking for at most this many test users per run (drawn with the
+            run's seed; the same users for every model of a seed). None: all.
         workers: runs in parallel (worker processes of one torch thread each).
         out_dir: where the report goes; runs_dir: run directories and the resume log.
         name: report name (default ``benchmark_<datasets>[_quick]``).
@@ -109,6 +111,7 @@ class BenchmarkConfig:
     dims: list[int] = field(default_factory=lambda: [2, 4, 8, 16, 32])
     sensitivity_seeds: int = 1
     negatives: str = "fixed"
+    topk_users: int | None = 2000
     workers: int = 1
     out_dir: str = "benchmarks/results"
     runs_dir: str = "runs/benchmark"
@@ -154,12 +157,14 @@ class Job:
     epochs: int | None = None
     negatives: str = "fixed"
     topk: bool = False
+    topk_users: int | None = None
 
     @property
     def key(self) -> str:
         """Identity of the run (``topk`` excluded: a run with top-K serves one without)."""
         d = asdict(self)
         d.pop("topk")
+        d.pop("topk_users")
         d["params"] = sorted(self.params)
         return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -199,7 +204,7 @@ def plan_jobs(cfg: BenchmarkConfig) -> list[Job]:
     for ds in cfg.datasets:
         def mk(model: str, seed: int, **kw: Any) -> Job:
             return Job(dataset=ds, model=model, seed=seed, epochs=_epochs(cfg, model, ds),  # noqa: B023
-                       negatives=cfg.negatives, **kw)
+                       negatives=cfg.negatives, topk_users=cfg.topk_users, **kw)
 
         if "ctr" in cfg.sections:
             for m in cfg.models:
@@ -237,7 +242,8 @@ def run_job(job: Job, runs_dir: str, threads: int | None) -> dict[str, Any]:
     cfg = RunConfig(dataset=job.dataset, model=job.model, seed=job.seed, epochs=job.epochs,
                     negatives=job.negatives, train_ratio=job.train_ratio,
                     kg_ratio=job.kg_ratio, kg_shuffle=job.kg_shuffle, params=dict(job.params),
-                    topk=job.topk, out=str(Path(runs_dir) / job.key), threads=threads,
+                    topk=job.topk, topk_users=job.topk_users,
+                    out=str(Path(runs_dir) / job.key), threads=threads,
                     progress=False, plot=False)
     t0 = time.perf_counter()
     m = train(cfg).metrics

@@ -75,6 +75,7 @@ def train(
     kg_shuffle: bool = typer.Option(False, help="shuffle KG tails within each relation"),
     set_: list[str] = typer.Option([], "--set", help="model parameter KEY=VALUE (repeatable)"),
     topk: bool = typer.Option(True, help="full-ranking top-K evaluation on test"),
+    topk_users: int | None = typer.Option(None, help="rank for at most N sampled test users"),
     threads: int | None = typer.Option(None, help="torch threads"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
 ) -> None:
@@ -85,7 +86,7 @@ def train(
 
     cfg = RunConfig(dataset=dataset, model=model, seed=seed, epochs=epochs, negatives=negatives,
                     train_ratio=train_ratio, kg_ratio=kg_ratio, kg_shuffle=kg_shuffle,
-                    params=_parse_sets(set_), topk=topk,
+                    params=_parse_sets(set_), topk=topk, topk_users=topk_users,
                     out=str(out) if out else None, threads=threads, progress=not quiet)
     try:
         res = run_train(cfg)
@@ -238,6 +239,7 @@ def benchmark(
                                help="smoke-test size: 2 seeds, 2 epochs, few settings"),
     workers: int = typer.Option(1, help="parallel runs (one torch thread each when > 1)"),
     negatives: str = typer.Option("fixed", help="fixed (paper) or resample"),
+    topk_users: int = typer.Option(2000, help="top-K ranking for at most N test users per run"),
     out_dir: Path = typer.Option(Path("benchmarks/results"), help="report folder"),
     runs_dir: Path = typer.Option(Path("runs/benchmark"),
                                   help="run directories and the resume log"),
@@ -265,7 +267,8 @@ def benchmark(
             datasets=_csv(datasets),
             models=list(DEFAULT_MODELS) if models == "all" else _csv(models),
             seeds=seeds, sections=_csv(sections), quick=quick, workers=workers,
-            negatives=negatives, out_dir=str(out_dir), runs_dir=str(runs_dir), name=name,
+            negatives=negatives, topk_users=topk_users or None, out_dir=str(out_dir),
+            runs_dir=str(runs_dir), name=name,
             fresh=fresh, command=_benchmark_command(datasets, models, seeds, sections, quick,
                                                     workers, negatives, name, sparse_models,
                                                     kg_models, kg_seeds), **kw)
