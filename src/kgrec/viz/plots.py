@@ -30,7 +30,8 @@ def learning_curve(metrics: dict[str, Any], path: str | Path) -> Path:
         ax1.plot(xs, ys, marker="o", label=f"{t} loss")
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("training loss")
-    ax1.legend()
+    if ax1.get_legend_handles_labels()[0]:
+        ax1.legend()
     ax1.grid(alpha=0.3)
     for key in ("auc", "acc"):
         ax2.plot(epochs, [h["valid"].get(key) for h in hist], marker="o", label=f"valid {key}")
