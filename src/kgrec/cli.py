@@ -214,7 +214,7 @@ def _csv(text: str) -> list[str]:
 
 
 def _benchmark_command(datasets, models, seeds, sections, quick, workers, negatives, name,
-                       sparse_models, kg_models, kg_seeds) -> str:
+                       sparse_models, kg_models, kg_seeds, sparse_ratios, kg_ratios) -> str:
     parts = ["kgrec benchmark", f"--datasets {datasets}", f"--models {models}",
              f"--seeds {seeds}", f"--sections {sections}"]
     parts += ["--quick"] if quick else []
@@ -224,6 +224,8 @@ def _benchmark_command(datasets, models, seeds, sections, quick, workers, negati
     parts += [f"--sparse-models {sparse_models}"] if sparse_models else []
     parts += [f"--kg-models {kg_models}"] if kg_models else []
     parts += [f"--kg-seeds {kg_seeds}"] if kg_seeds is not None else []
+    parts += [f"--sparse-ratios {sparse_ratios}"] if sparse_ratios else []
+    parts += [f"--kg-ratios {kg_ratios}"] if kg_ratios else []
     return " ".join(parts)
 
 
@@ -248,6 +250,8 @@ def benchmark(
     sparse_models: str | None = typer.Option(None, help="models of the sparse section"),
     kg_models: str | None = typer.Option(None, help="models of the KG ablations"),
     kg_seeds: int | None = typer.Option(None, help="seeds of the KG ablations"),
+    sparse_ratios: str | None = typer.Option(None, help="training ratios, e.g. 0.1,0.5,1"),
+    kg_ratios: str | None = typer.Option(None, help="KG size ratios, e.g. 0.1,0.5"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """Reproduce the MKR paper's comparison: CTR table with t-tests, top-K curves, sparse
@@ -262,6 +266,10 @@ def benchmark(
         kw["kg_models"] = _csv(kg_models)
     if kg_seeds is not None:
         kw["kg_seeds"] = kg_seeds
+    if sparse_ratios:
+        kw["sparse_ratios"] = [float(x) for x in _csv(sparse_ratios)]
+    if kg_ratios:
+        kw["kg_ratios"] = [float(x) for x in _csv(kg_ratios)]
     try:
         cfg = BenchmarkConfig(
             datasets=_csv(datasets),
@@ -271,7 +279,8 @@ def benchmark(
             runs_dir=str(runs_dir), name=name,
             fresh=fresh, command=_benchmark_command(datasets, models, seeds, sections, quick,
                                                     workers, negatives, name, sparse_models,
-                                                    kg_models, kg_seeds), **kw)
+                                                    kg_models, kg_seeds, sparse_ratios,
+                                                    kg_ratios), **kw)
         res = run_benchmark(cfg, progress=not quiet, log=typer.echo)
     except (DataError, KeyError, ValueError, FileNotFoundError, RuntimeError) as exc:
         _fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
