@@ -66,6 +66,17 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
+def _style(i: int, name: str) -> dict[str, Any]:
+    """Distinct colour and line style for up to 20 series; the reference (MKR) drawn bold."""
+    import matplotlib
+
+    colors = matplotlib.colormaps["tab20"].colors
+    if name == "mkr":
+        return {"color": "black", "ls": "-", "lw": 2.6}
+    return {"color": colors[(2 * i) % 20 + (i // 10) % 2], "ls": ("-", "--", ":")[i // 7 % 3],
+            "lw": 1.3}
+
+
 def topk_curves_plot(curves: dict[str, dict[str, Any]], path: str | Path, *,
                      title: str = "") -> Path:
     """Precision@K and Recall@K against K, one line per model (``curves[model]`` holds
@@ -73,9 +84,8 @@ def topk_curves_plot(curves: dict[str, dict[str, Any]], path: str | Path, *,
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, metric in zip(axes, ("precision", "recall"), strict=True):
-        for model, c in curves.items():
-            ax.plot(c["ks"], c[metric], marker=".", label=model,
-                    lw=2.2 if model == "mkr" else 1.2)
+        for i, (model, c) in enumerate(curves.items()):
+            ax.plot(c["ks"], c[metric], marker=".", label=model, **_style(i, model))
         ax.set_xscale("log")
         ax.set_xlabel("K")
         ax.set_ylabel(f"{metric.capitalize()}@K")
@@ -90,8 +100,8 @@ def lines_plot(series: dict[str, list[float]], xs: list[float], path: str | Path
     """One line per entry of ``series`` over ``xs``."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for name, ys in series.items():
-        ax.plot(xs, ys, marker="o", label=name, lw=2.2 if name == "mkr" else 1.2)
+    for i, (name, ys) in enumerate(series.items()):
+        ax.plot(xs, ys, marker="o", label=name, **_style(i, name))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
