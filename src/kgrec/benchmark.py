@@ -424,9 +424,11 @@ def write_report(cfg: BenchmarkConfig, results: list[dict[str, Any]], *,
     lines = [f"# Benchmark `{name}`", "",
              f"Command: `{command}`", "",
              f"Finished {datetime.now(UTC).isoformat(timespec='seconds')}; "
-             + (f"wall time of this invocation {wall_seconds / 60:.1f} min with "
-                f"{cfg.workers} worker(s)" if wall_seconds is not None else "")
-             + f"; {len(results)} runs. Seeds 0..{cfg.seeds - 1} (ctr); negatives "
+             f"{len(results)} runs taking {sum(r['seconds'] for r in results) / 60:.1f} min "
+             f"in all (sum over runs, {cfg.workers} at a time)"
+             + (f"; this invocation's wall time {wall_seconds / 60:.1f} min (finished runs "
+                "are resumed, not rerun)" if wall_seconds is not None else "")
+             + ". Seeds 0..{cfg.seeds - 1} (ctr); negatives "
              f"`{cfg.negatives}`" + ("; **quick mode: epochs capped at "
                                       f"{cfg.quick_epochs}, not comparable with the paper**"
                                       if cfg.quick else "") + ".",

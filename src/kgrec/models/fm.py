@@ -124,6 +124,19 @@ def pairwise_interactions(v: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return 0.5 * (vz.sum(-2).pow(2) - vz.pow(2).sum(-2)).sum(-1)
 
 
+def feature_buffer(n_items: int, n_dense: int, item_features: np.ndarray | None) -> torch.Tensor:
+    """The ``(n_items, n_dense)`` item-feature buffer: zeros until features are given (a
+    checkpoint fills it), else a float32 copy of ``item_features`` of exactly that shape."""
+    feats = torch.zeros(n_items, n_dense)
+    if item_features is None:
+        return feats
+    x = torch.as_tensor(np.asarray(item_features), dtype=torch.float32)
+    if x.shape != feats.shape:
+        raise ValueError(f"item_features must have shape {tuple(feats.shape)}, got "
+                         f"{tuple(x.shape)}")
+    return x.clone()
+
+
 class FM(Recommender):
     """Degree-2 FM over ``[one-hot user; one-hot item; item KG feature]`` (module docstring).
 
@@ -145,14 +158,9 @@ class FM(Recommender):
         self.n_users, self.n_items = int(n_users), int(n_items)
         n_dense = int(cfg.kg_dim) if cfg.use_kg else 0
         k = int(cfg.dim)
-        feats = torch.zeros(self.n_items, n_dense)
-        if item_features is not None:
-            x = torch.as_tensor(np.asarray(item_features), dtype=torch.float32)
-            if x.shape != feats.shape:
-                raise ValueError(f"item_features must have shape {tuple(feats.shape)}, got "
-                                 f"{tuple(x.shape)}")
-            feats = x.clone()
-        self.register_buffer("item_features", feats, persistent=True)
+        self.register_buffer("item_features",
+                             feature_buffer(self.n_items, n_dense, item_features),
+                             persistent=True)
         self.bias = nn.Parameter(torch.zeros(()))  # w0
         self.user_w = nn.Parameter(torch.zeros(self.n_users))
         self.item_w = nn.Parameter(torch.zeros(self.n_items))

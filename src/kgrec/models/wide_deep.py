@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kgrec.models.base import Recommender, Task, TrainData
-from kgrec.models.fm import _check_kg_fields, item_kg_features
+from kgrec.models.fm import _check_kg_fields, feature_buffer, item_kg_features
 from kgrec.models.layers import Dense, glorot_embedding
 
 __all__ = ["WideDeep", "WideDeepConfig", "build"]
@@ -117,14 +117,9 @@ class WideDeep(Recommender):
         self.n_users, self.n_items = int(n_users), int(n_items)
         n_dense = int(cfg.kg_dim) if cfg.use_kg else 0
         d = int(cfg.dim)
-        feats = torch.zeros(self.n_items, n_dense)
-        if item_features is not None:
-            x = torch.as_tensor(np.asarray(item_features), dtype=torch.float32)
-            if x.shape != feats.shape:
-                raise ValueError(f"item_features must have shape {tuple(feats.shape)}, got "
-                                 f"{tuple(x.shape)}")
-            feats = x.clone()
-        self.register_buffer("item_features", feats, persistent=True)
+        self.register_buffer("item_features",
+                             feature_buffer(self.n_items, n_dense, item_features),
+                             persistent=True)
         # wide part
         self.bias = nn.Parameter(torch.zeros(()))
         self.user_w = nn.Parameter(torch.zeros(self.n_users))
