@@ -78,6 +78,7 @@ def test_quick_benchmark_end_to_end(tmp_path):
                     "MKR sensitivity"):
         assert heading in md
     assert "kgrec benchmark --datasets synthetic --models mf,kgmf,mkr" in md
+    assert "{" not in md  # no unformatted template left
     data = json.loads((out / "q.json").read_text())
     assert data["data_checksums"]["synthetic"]
     for png in data["plots"]:

@@ -428,7 +428,7 @@ def write_report(cfg: BenchmarkConfig, results: list[dict[str, Any]], *,
              f"in all (sum over runs, {cfg.workers} at a time)"
              + (f"; this invocation's wall time {wall_seconds / 60:.1f} min (finished runs "
                 "are resumed, not rerun)" if wall_seconds is not None else "")
-             + ". Seeds 0..{cfg.seeds - 1} (ctr); negatives "
+             + f". Seeds 0..{cfg.seeds - 1} (ctr); negatives "
              f"`{cfg.negatives}`" + ("; **quick mode: epochs capped at "
                                       f"{cfg.quick_epochs}, not comparable with the paper**"
                                       if cfg.quick else "") + ".",
