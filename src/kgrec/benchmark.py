@@ -27,7 +27,6 @@ import json
 import math
 import os
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from kgrec.eval.stats import mean_std, paired_ttest, relative_diff
+from kgrec.run import _json_default
 
 __all__ = [
     "DEFAULT_MODELS",
@@ -324,16 +324,6 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True,
     wall = time.perf_counter() - t0
     results = [done[j.key] for j in jobs]
     return write_report(cfg, results, wall_seconds=wall)
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
 # --------------------------------------------------------------------------- tables
@@ -624,10 +614,3 @@ def _sensitivity_section(cfg, results, ds, plots, out_dir) -> list[str]:
             "| AUC | " + " | ".join(f"{v:.4f}" for v in d_vals) + " |", "",
             f"![sensitivity]({png})", ""]
 
-
-def group_by(results: list[dict[str, Any]], *keys: str) -> dict[tuple, list[dict[str, Any]]]:
-    """Results grouped by job fields (a convenience for notebooks)."""
-    out: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-    for r in results:
-        out[tuple(r["job"][k] for k in keys)].append(r)
-    return dict(out)
