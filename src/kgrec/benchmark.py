@@ -98,7 +98,7 @@ class BenchmarkConfig:
     seeds: int = 5
     sections: list[str] = field(default_factory=lambda: list(SECTIONS))
     quick: bool = False
-    quick_epochs: int = 2
+    quick_epochs: int = 3
     sparse_models: list[str] = field(
         default_factory=lambda: ["mkr", "ripplenet", "cke", "fm", "bpr-mf", "pop"])
     sparse_ratios: list[float] = field(

@@ -238,7 +238,7 @@ def benchmark(
     sections: str = typer.Option("ctr,sparse,kg,sensitivity",
                                  help="any of ctr, sparse, kg, sensitivity"),
     quick: bool = typer.Option(False, "--quick",
-                               help="smoke-test size: 2 seeds, 2 epochs, few settings"),
+                               help="smoke-test size: 2 seeds, 3 epochs, few settings"),
     workers: int = typer.Option(1, help="parallel runs (one torch thread each when > 1)"),
     negatives: str = typer.Option("fixed", help="fixed (paper) or resample"),
     topk_users: int = typer.Option(2000, help="top-K ranking for at most N test users per run"),
