@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from kgrec.atomic import atomic_write_text
 from kgrec.eval.stats import mean_std, paired_ttest, relative_diff
 from kgrec.run import _json_default
 
@@ -134,7 +135,7 @@ class BenchmarkConfig:
             raise ValueError("seeds must be >= 1")
         if self.quick:
             self.seeds = min(self.seeds, 2)
-            self.sparse_ratios = [r for r in (0.2, 1.0)]
+            self.sparse_ratios = [0.2, 1.0]
             self.kg_ratios = [0.5]
             self.kg_seeds = min(self.kg_seeds, 2)
             self.intervals = [1, 3]
@@ -168,14 +169,6 @@ class Job:
         d["params"] = sorted(self.params)
         return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
-    def label(self) -> str:
-        extra = "".join(
-            [f" ratio={self.train_ratio:g}" if self.train_ratio < 1 else "",
-             f" kg={self.kg_ratio:g}" if self.kg_ratio < 1 else "",
-             " kg-shuffled" if self.kg_shuffle else ""]
-            + [f" {k}={v}" for k, v in self.params])
-        return f"{self.dataset}/{self.model} s{self.seed}{extra}"
-
 
 def _epochs(cfg: BenchmarkConfig, model: str, dataset: str) -> int | None:
     if not cfg.quick:
@@ -202,8 +195,8 @@ def plan_jobs(cfg: BenchmarkConfig) -> list[Job]:
                                                                     topk=old.topk or job.topk)
 
     for ds in cfg.datasets:
-        def mk(model: str, seed: int, **kw: Any) -> Job:
-            return Job(dataset=ds, model=model, seed=seed, epochs=_epochs(cfg, model, ds),  # noqa: B023
+        def mk(model: str, seed: int, ds: str = ds, **kw: Any) -> Job:
+            return Job(dataset=ds, model=model, seed=seed, epochs=_epochs(cfg, model, ds),
                        negatives=cfg.negatives, topk_users=cfg.topk_users, **kw)
 
         if "ctr" in cfg.sections:
@@ -455,20 +448,10 @@ def write_report(cfg: BenchmarkConfig, results: list[dict[str, Any]], *,
     obj = {"name": name, "command": command, "config": asdict(cfg), "data_checksums": checksums,
            "versions": versions, "wall_seconds": wall_seconds, "plots": plots,
            "runs": results}
-    _atomic_text(out_dir / f"{name}.json",
+    atomic_write_text(out_dir / f"{name}.json",
                  json.dumps(obj, indent=1, default=_json_default) + "\n")
-    _atomic_text(out_dir / f"{name}.md", md)
+    atomic_write_text(out_dir / f"{name}.md", md)
     return obj
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep a shared results file private
-    os.replace(tmp, path)
 
 
 def _ctr_section(cfg, results, ds, plots, out_dir) -> list[str]:

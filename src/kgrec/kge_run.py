@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from kgrec.atomic import atomic_write
 from kgrec.data.dataset import DataError, Split, array_checksum
 from kgrec.data.kg_split import split_triples
 from kgrec.eval.linkpred import link_prediction
@@ -153,23 +152,12 @@ def load_triples(cfg: KGERunConfig) -> TripleData:
 
 
 # --------------------------------------------------------------------------- export
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _write_labels(path: Path, labels: list[str]) -> None:
     for k, lab in enumerate(labels):
         if "\t" in lab or "\n" in lab or "\r" in lab:
             raise ValueError(f"label {k} ({lab!r}) holds a tab or a line break")
     text = "".join(f"{k}\t{lab}\n" for k, lab in enumerate(labels))
-    _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def _read_labels(path: Path) -> list[str]:
@@ -207,7 +195,7 @@ def export_embeddings(
     paths = []
     for name, arr in arrays.items():
         p = d / f"{name}.npy"
-        _atomic_write(p, lambda f, a=arr: np.save(f, a, allow_pickle=False))
+        atomic_write(p, lambda f, a=arr: np.save(f, a, allow_pickle=False))
         paths.append(p)
     for fname, labels in (("entities.tsv", ents), ("relations.tsv", rels)):
         _write_labels(d / fname, labels)
@@ -217,7 +205,7 @@ def export_embeddings(
                 "arrays": {k: list(v.shape) for k, v in arrays.items()},
                 "labels": ["entities.tsv", "relations.tsv"]}
     text = json.dumps(manifest, indent=2) + "\n"
-    _atomic_write(d / "embeddings.json", lambda f: f.write(text.encode("utf-8")))
+    atomic_write(d / "embeddings.json", lambda f: f.write(text.encode("utf-8")))
     paths.append(d / "embeddings.json")
     return paths
 

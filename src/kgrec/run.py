@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import platform
 import resource
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from kgrec.atomic import atomic_write_text
 from kgrec.configs import load_preset
 from kgrec.data.dataset import Dataset, Split
 from kgrec.data.sampling import PairSet, training_rows
@@ -100,11 +99,7 @@ def _peak_rss_mb() -> float:
 
 
 def _write_json(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, default=_json_default)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 
 def _json_default(o: Any) -> Any:

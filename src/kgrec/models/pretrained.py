@@ -105,14 +105,10 @@ def kge_entity_vectors(
     torch.random.set_rng_state(state)  # the caller's stream is not disturbed
     vectors = np.ascontiguousarray(kge.embeddings()["entity_embeddings"], dtype=np.float32)
     if cache:
-        import os
-        import tempfile
+        from kgrec.atomic import atomic_write
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, vectors, allow_pickle=False)
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: np.save(f, vectors, allow_pickle=False))
     return vectors
 
 
