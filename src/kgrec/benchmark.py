@@ -180,9 +180,9 @@ def _epochs(cfg: BenchmarkConfig, model: str, dataset: str) -> int | None:
 
 
 def _family(model: str) -> str:
-    from kgrec.models import MODELS
+    from kgrec.models import MODELS, resolve_name
 
-    return MODELS[model].family
+    return MODELS[resolve_name(model)].family
 
 
 def plan_jobs(cfg: BenchmarkConfig) -> list[Job]:

@@ -21,7 +21,7 @@ from kgrec.configs import load_preset
 from kgrec.data.dataset import Dataset, Split
 from kgrec.data.sampling import PairSet, training_rows
 from kgrec.data.split import random_split, subsample
-from kgrec.models import MODELS, build_model, model_config
+from kgrec.models import MODELS, build_model, model_config, resolve_name
 from kgrec.models.base import Recommender, TrainData
 from kgrec.train.trainer import FitResult, TrainConfig, Trainer, seed_everything
 
@@ -148,9 +148,7 @@ def _train_data(ds: Dataset, split: Split, cfg: RunConfig) -> TrainData:
 
 def resolve(cfg: RunConfig) -> tuple[dict[str, Any], int]:
     """Model parameters (preset + overrides) and the number of epochs."""
-    if cfg.model not in MODELS:
-        raise KeyError(f"unknown model {cfg.model!r}; known: {', '.join(sorted(MODELS))}")
-    preset = load_preset(MODELS[cfg.model].preset, cfg.dataset)
+    preset = load_preset(MODELS[resolve_name(cfg.model)].preset, cfg.dataset)
     epochs = int(preset.pop("epochs", 10))
     params = {**preset, **cfg.params}
     return params, int(cfg.epochs if cfg.epochs is not None else epochs)

@@ -8,7 +8,6 @@ it is used.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from kgrec.models.kgmf import KGMF, KGMFConfig
 from kgrec.models.mkr import MKR, MKRConfig
 
 __all__ = [
+    "ALIASES",
     "KGMF",
     "MKR",
     "MODELS",
@@ -31,6 +31,7 @@ __all__ = [
     "TrainData",
     "build_model",
     "model_config",
+    "resolve_name",
 ]
 
 
@@ -104,22 +105,30 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
+#: other names users type for a model
+ALIASES: dict[str, str] = {"popularity": "pop"}
+
+
 def model_config(name: str, params: dict[str, Any]) -> Any:
-    """The model's config dataclass from ``params``; unknown keys fail with the valid ones."""
+    """The model's config dataclass from ``params`` (strings from ``--set`` are converted to
+    each field's type, ranges checked; see :func:`kgrec.configs.coerce.build_config`);
+    unknown keys fail with the valid ones."""
+    from kgrec.configs.coerce import build_config
+
+    spec = MODELS[resolve_name(name)]
+    return build_config(spec.config_class, {**params, **spec.fixed}, owner=f"model {name!r}")
+
+
+def resolve_name(name: str) -> str:
+    """The registry name of ``name`` (an alias such as ``pop`` gives ``popularity``)."""
+    name = ALIASES.get(name, name)
     if name not in MODELS:
-        raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
-    spec = MODELS[name]
-    cls = spec.config_class
-    fields = {f.name for f in dataclasses.fields(cls)}
-    bad = sorted(set(params) - fields)
-    if bad:
-        raise ValueError(
-            f"unknown parameter(s) {', '.join(bad)} for model {name!r}; "
-            f"valid: {', '.join(sorted(fields))}"
-        )
-    return cls(**{**params, **spec.fixed})
+        known = sorted([*MODELS, *ALIASES])
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(known)} "
+                       "(KG embeddings: `kgrec kge models`)")
+    return name
 
 
 def build_model(name: str, dataset: Dataset, config: Any) -> Recommender:
     """Instantiate model ``name`` for ``dataset`` with a config from :func:`model_config`."""
-    return MODELS[name].builder(dataset, config)
+    return MODELS[resolve_name(name)].builder(dataset, config)

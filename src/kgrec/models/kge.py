@@ -23,7 +23,6 @@ AAAI'15), TransD (Ji et al., ACL'15), Bilinear / RESCAL (Nickel et al., ICML'11)
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -720,14 +719,11 @@ def _model_class(name: str) -> type[KGEModel]:
 def kge_config(name: str, params: dict[str, Any] | None = None) -> KGEConfig:
     """The config of model ``name``: dataclass defaults, then the model's preset, then
     ``params``. Unknown keys raise ``ValueError`` naming the valid ones."""
+    from kgrec.configs.coerce import build_config
+
     cls = _model_class(name)
-    params = dict(params or {})
-    fields = {f.name for f in dataclasses.fields(KGEConfig)}
-    bad = sorted(set(params) - fields)
-    if bad:
-        raise ValueError(f"unknown parameter(s) {', '.join(bad)} for KGE model {name!r}; "
-                         f"valid: {', '.join(sorted(fields))}")
-    return KGEConfig(**{**cls.preset, **params})
+    return build_config(KGEConfig, {**cls.preset, **dict(params or {})},
+                        owner=f"KGE model {name!r}")
 
 
 def build_kge(

@@ -1,0 +1,72 @@
+"""Typed ``--set`` values: conversion to each field's type and range checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from kgrec.configs.coerce import ConfigError, build_config, coerce_value
+from kgrec.models import MODELS, model_config, resolve_name
+from kgrec.models.kge import kge_config
+
+
+@dataclass
+class _Cfg:
+    dim: int = 4
+    lr: float = 0.1
+    l2_weight: float = 0.0
+    use_kg: bool = True
+    init: str | None = None
+    name: str = "x"
+
+
+def test_strings_become_field_types():
+    cfg = build_config(_Cfg, {"dim": "16", "lr": "1e-3", "use_kg": "false", "init": "None",
+                              "name": "7"})
+    assert cfg == _Cfg(dim=16, lr=1e-3, use_kg=False, init=None, name="7")
+    assert isinstance(cfg.lr, float) and isinstance(cfg.dim, int)
+    assert build_config(_Cfg, {"lr": 1}).lr == 1.0 and isinstance(build_config(_Cfg, {"lr": 1}).lr,
+                                                                   float)
+    assert build_config(_Cfg, {"dim": 8.0}).dim == 8
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"dim": -3}, "dim: must be >= 1, got -3"),
+    ({"dim": "2.5"}, "dim: expected an integer"),
+    ({"dim": "None"}, "dim: expected an integer"),
+    ({"lr": "abc"}, "lr: expected a number, got 'abc'"),
+    ({"lr": 0}, "lr: must be > 0"),
+    ({"l2_weight": -1e-3}, "l2_weight: must be >= 0"),
+    ({"use_kg": "maybe"}, "use_kg: expected true or false"),
+    ({"dimm": 3}, "unknown parameter(s) dimm"),
+])
+def test_bad_values_name_the_field(params, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        build_config(_Cfg, params)
+
+
+def test_coerce_value_bool_is_not_an_int():
+    with pytest.raises(ConfigError):
+        coerce_value("dim", True, int)
+
+
+def test_every_model_rejects_bad_values_and_accepts_its_preset_types():
+    for name in MODELS:
+        with pytest.raises(ConfigError):
+            model_config(name, {"no_such_field": 1})
+    with pytest.raises(ConfigError, match="dim: must be >= 1"):
+        model_config("mkr", {"dim": -3})
+    with pytest.raises(ConfigError, match="lr_rs: expected a number"):
+        model_config("mkr", {"lr_rs": "abc"})
+    assert model_config("mkr", {"dim": "16"}).dim == 16
+    assert model_config("kgmf", {"entity_init": "None"}).entity_init is None
+    with pytest.raises(ConfigError, match="dim"):
+        kge_config("transe", {"dim": "-1"})
+
+
+def test_aliases_resolve():
+    assert resolve_name("popularity") == "pop"
+    assert type(model_config("popularity", {})).__name__ == "PopularityConfig"
+    with pytest.raises(KeyError, match="unknown model 'nope'"):
+        resolve_name("nope")
