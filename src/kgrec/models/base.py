@@ -35,6 +35,11 @@ class TrainData:
             caller has none): what models derive user histories, counts and co-occurrences
             from (ripple sets, item-CF similarities, popularity). Models keep such derived
             state in persistent buffers, so a checkpoint restores it.
+        sequences: ``(indptr, items)`` CSR over users: each user's training items in time
+            order (``items[indptr[u]:indptr[u + 1]]``, oldest first); None where unknown.
+        item_features: ``field -> (indptr, values)`` CSR over items of categorical feature
+            ids (multi-valued fields hold several ids per item); None where there are none.
+        inputs: arrays computed above the model (pre-trained entity vectors ...), by name.
     """
 
     rec_rows: Callable[[int], np.ndarray]
@@ -45,6 +50,9 @@ class TrainData:
     n_relations: int
     item_entity: np.ndarray
     train: np.ndarray | None = None
+    sequences: tuple[np.ndarray, np.ndarray] | None = None
+    item_features: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+    inputs: dict[str, np.ndarray] = field(default_factory=dict)
 
     def train_rows(self) -> np.ndarray:
         """:attr:`train`, or a clear error for models that need it."""
@@ -97,9 +105,29 @@ class Recommender(nn.Module):
         """Logits for aligned ``(users[k], items[k])`` pairs; ``sigmoid`` gives the CTR."""
         raise NotImplementedError  # pragma: no cover - abstract
 
+    #: True for models that encode a query's item history (sequential recall) rather than
+    #: look a user id up; they override :meth:`score_queries`.
+    uses_history: bool = False
+
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         """Logits ``(len(users), n_items)`` for every item. Override when it can be faster."""
         b = len(users)
         items = torch.arange(self.n_items, device=users.device)
         u = users.repeat_interleave(self.n_items)
         return self.score(u, items.repeat(b)).view(b, self.n_items)
+
+    def score_queries(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        """Logits ``(b, n_items)`` for ``b`` queries: user ids ``(b,)`` and their item
+        histories ``(b, L)`` int64, oldest first, right-aligned and left-padded with ``-1``.
+        Id-based models ignore the history (:meth:`score_all`); sequential models ignore
+        the ids (a user unseen in training is served from the history alone)."""
+        return self.score_all(users)
+
+    def user_vectors(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        """Query vectors ``(b, d)`` (or ``(b, n_interests, d)``) whose inner product with
+        :meth:`item_vectors` gives the scores, for ANN search. Optional."""
+        raise NotImplementedError(f"{type(self).__name__} has no user vectors for ANN search")
+
+    def item_vectors(self) -> torch.Tensor:
+        """Item vectors ``(n_items, d)`` for an ANN index. Optional (see :meth:`user_vectors`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no item vectors for ANN search")
