@@ -47,9 +47,14 @@ def _print_metrics(m: dict[str, Any]) -> None:
     typer.echo(f"\n{m.get('model')} on {m.get('dataset')} (seed {m.get('seed')}), "
                f"best epoch {m.get('best_epoch')}")
     for name, d in (("valid", valid), ("test", test)):
-        if d:
+        if d and "auc" in d:
             typer.echo(f"  {name:5s}  AUC {d['auc']:.4f}  ACC {d['acc']:.4f}  "
                        f"F1 {d['f1']:.4f}  logloss {d['logloss']:.4f}")
+        elif d:  # a ranking protocol
+            ks = sorted({int(k.split("@")[1]) for k in d if k.startswith("ndcg@")})
+            typer.echo(f"  {name:5s}  " + "  ".join(
+                f"HR@{k} {d[f'hr@{k}']:.4f} NDCG@{k} {d[f'ndcg@{k}']:.4f}" for k in ks)
+                + (f"  MRR@{ks[-1]} {d[f'mrr@{ks[-1]}']:.4f}" if ks else ""))
     topk = m.get("test_topk")
     if topk:
         ks = [k for k in (10, 20, 50) if f"recall@{k}" in topk]
@@ -78,6 +83,12 @@ def train(
     topk_users: int | None = typer.Option(None, help="rank for at most N sampled test users"),
     threads: int | None = typer.Option(None, help="torch threads"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+    protocol: str = typer.Option(
+        "ctr", help="ctr (6:2:2, sampled negatives, AUC), loo (leave-one-out full ranking), "
+                    "user-split (ComiRec held-out users), cold-items"),
+    ks: str = typer.Option("10,20,50", help="cut-offs of recall/ndcg/hr/mrr@K (ranking)"),
+    monitor: str | None = typer.Option(
+        None, help="validation metric that picks the epoch (default auc, or ndcg@<min K>)"),
 ) -> None:
     """Train a model on a dataset (default: MKR on the built-in synthetic dataset)."""
     from kgrec.data.dataset import DataError
@@ -87,8 +98,10 @@ def train(
     cfg = RunConfig(dataset=dataset, model=model, seed=seed, epochs=epochs, negatives=negatives,
                     train_ratio=train_ratio, kg_ratio=kg_ratio, kg_shuffle=kg_shuffle,
                     params=_parse_sets(set_), topk=topk, topk_users=topk_users,
-                    out=str(out) if out else None, threads=threads, progress=not quiet)
+                    out=str(out) if out else None, threads=threads, progress=not quiet,
+                    protocol=protocol, monitor=monitor)
     try:
+        cfg.ks = tuple(int(k) for k in _csv(ks))
         res = run_train(cfg)
     except (DataError, KeyError, ValueError, FileNotFoundError, RuntimeError) as exc:
         _fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))

@@ -55,6 +55,15 @@ class RunConfig:
             tenfold; else torch's default, all cores).
         progress: show progress bars.
         plot: write ``learning_curve.png``.
+        protocol: ``ctr`` (MKR's 6:2:2 over labelled rows with sampled negatives, CTR metrics
+            plus top-K) or a ranking protocol over the observed events: ``loo`` (last item
+            test, second-last validation, full ranking), ``user-split`` (ComiRec's held-out
+            users), ``cold-items`` (a seeded 10% of items never seen in training); see
+            :func:`kgrec.data.split.make_split`. Ranking protocols train CTR-style models on
+            the training positives with fresh sampled negatives every epoch.
+        ks: cut-offs of the ranking metrics (``recall@K``, ``ndcg@K``, ``hr@K``, ``mrr@K``).
+        monitor: validation metric that picks the epoch (None: ``auc`` for ``ctr``,
+            ``ndcg@<first K>`` for the ranking protocols).
     """
 
     dataset: str = "synthetic"
@@ -72,6 +81,14 @@ class RunConfig:
     threads: int | None = None
     progress: bool = True
     plot: bool = True
+    protocol: str = "ctr"
+    ks: tuple[int, ...] = (10, 20, 50)
+    monitor: str | None = None
+
+    @property
+    def ranking(self) -> bool:
+        """True for the ranking protocols (no labelled CTR rows in validation and test)."""
+        return self.protocol != "ctr"
 
 
 @dataclass
@@ -125,14 +142,39 @@ def prepare_data(cfg: RunConfig) -> tuple[Dataset, Split]:
             kg = shuffle_tails(kg, seed=cfg.seed)
         ds = dataclasses.replace(ds, kg=kg, meta={**ds.meta, "kg_ratio": cfg.kg_ratio,
                                                   "kg_shuffle": cfg.kg_shuffle})
-    split = random_split(ds.ratings, seed=cfg.seed)
+    split = _ranking_split(ds, cfg) if cfg.ranking else random_split(ds.ratings, seed=cfg.seed)
     if cfg.train_ratio < 1.0:
-        split = Split(subsample(split.train, cfg.train_ratio, seed=cfg.seed), split.valid,
-                      split.test)
+        split = dataclasses.replace(split, train=subsample(split.train, cfg.train_ratio,
+                                                           seed=cfg.seed))
     return ds, split
 
 
+def _ranking_split(ds: Dataset, cfg: RunConfig) -> Split:
+    """The ranking protocol's split of the dataset's observed events (its positives in file
+    order where a dataset keeps no events)."""
+    from kgrec.data.split import make_split
+
+    ev = getattr(ds, "interactions", None)
+    if ev is not None and len(ev):
+        user, item, time = ev.user, ev.item, ev.timestamp
+    else:
+        pos = ds.ratings[ds.ratings[:, 2] == 1]
+        user, item, time = pos[:, 0], pos[:, 1], None
+    return make_split(cfg.protocol, events_user=user, events_item=item, events_time=time,
+                      n_users=ds.n_users, n_items=ds.n_items, seed=cfg.seed)
+
+
 def _train_data(ds: Dataset, split: Split, cfg: RunConfig) -> TrainData:
+    if cfg.ranking:  # positives only: fresh negatives outside the user's training items
+        pos = split.train
+        exclude = PairSet(pos[:, 0], pos[:, 1], ds.n_items)
+        rows = training_rows(split.train, mode="resample", n_items=ds.n_items,
+                             exclude=exclude, seed=cfg.seed)
+        return TrainData(
+            rec_rows=rows, kg=ds.kg, n_users=ds.n_users, n_items=ds.n_items,
+            n_entities=ds.n_entities, n_relations=ds.n_relations, item_entity=ds.item_entity,
+            train=rows(0), sequences=getattr(split, "train_sequences", None),
+        )
     exclude = None
     if cfg.negatives == "resample":
         pos = ds.ratings[ds.ratings[:, 2] == 1]
@@ -152,6 +194,28 @@ def resolve(cfg: RunConfig) -> tuple[dict[str, Any], int]:
     epochs = int(preset.pop("epochs", 10))
     params = {**preset, **cfg.params}
     return params, int(cfg.epochs if cfg.epochs is not None else epochs)
+
+
+def monitor_name(cfg: RunConfig) -> str:
+    """The validation metric that picks the epoch (see :attr:`RunConfig.monitor`)."""
+    if cfg.monitor:
+        return cfg.monitor
+    return f"ndcg@{min(cfg.ks)}" if cfg.ranking else "auc"
+
+
+def _evaluation(cfg: RunConfig, split: Split, n_items: int):
+    """``(evaluate, valid, test)`` for the trainer: CTR metrics on labelled rows, or full
+    ranking of the protocol's query sets."""
+    if not cfg.ranking:
+        return None, split.valid, split.test
+    from kgrec.eval.ranking import evaluate_ranking
+
+    ks = tuple(sorted(int(k) for k in cfg.ks))
+
+    def evaluate(model: Recommender, queries) -> dict[str, float]:
+        return evaluate_ranking(model, queries, n_items=n_items, ks=ks)
+
+    return evaluate, split.valid_queries, split.test_queries
 
 
 def _topk_users(split: Split, cfg: RunConfig) -> np.ndarray | None:
@@ -192,15 +256,18 @@ def train(cfg: RunConfig) -> RunResult:
     }
     _write_json(resolved, run_dir / "config.json")
 
+    evaluate, valid, test = _evaluation(cfg, split, ds.n_items)
     trainer = Trainer(
-        TrainConfig(epochs=epochs, seed=cfg.seed, progress=cfg.progress, threads=threads),
+        TrainConfig(epochs=epochs, seed=cfg.seed, progress=cfg.progress, threads=threads,
+                    monitor=monitor_name(cfg)),
+        evaluate=evaluate,
         checkpoint=run_dir / "checkpoint.pt",
         checkpoint_extra={"model": cfg.model, "model_params": dataclasses.asdict(model_cfg)},
     )
-    fit = trainer.fit(model, _train_data(ds, split, cfg), split.valid, split.test)
+    fit = trainer.fit(model, _train_data(ds, split, cfg), valid, test)
 
     topk, topk_seconds = None, 0.0
-    if cfg.topk:
+    if cfg.topk and not cfg.ranking:
         from kgrec.eval import evaluate_topk
 
         t0 = time.perf_counter()
