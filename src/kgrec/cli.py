@@ -134,6 +134,30 @@ def evaluate(
 
 
 @app.command()
+def recommend(
+    run_dir: Path = typer.Argument(..., help="a directory written by `kgrec train`"),
+    users: list[str] = typer.Option(..., "--user", "-u", help="raw user id (repeatable)"),
+    k: int = typer.Option(10, "-k", help="items per user"),
+    include_seen: bool = typer.Option(False, help="also recommend items the user has seen"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Top-K items for users of a trained run (raw ids in, raw ids out; no data needed)."""
+    import kgrec
+
+    try:
+        art = kgrec.load(run_dir)
+        recs = art.recommend(users, k, exclude_seen=not include_seen)
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        _fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
+        return
+    if as_json:
+        typer.echo(json.dumps(dict(zip(users, recs, strict=True)), indent=2))
+        return
+    for user, items in zip(users, recs, strict=True):
+        typer.echo(f"{user}\t{' '.join(items)}")
+
+
+@app.command()
 def datasets(
     stats: bool = typer.Option(True, help="load each available dataset to show its sizes"),
 ) -> None:

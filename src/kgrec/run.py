@@ -25,7 +25,7 @@ from kgrec.models import MODELS, build_model, model_config, resolve_name
 from kgrec.models.base import Recommender, TrainData
 from kgrec.train.trainer import FitResult, TrainConfig, Trainer, seed_everything
 
-__all__ = ["RunConfig", "RunResult", "evaluate_run", "load_run", "prepare_data", "train"]
+__all__ = ["RunConfig", "RunResult", "evaluate_run", "prepare_data", "train"]
 
 # dense enough for Precision@K / Recall@K curves over K = 1..100
 KS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20, 25, 30, 40, 50, 60, 70, 80, 90, 100)
@@ -255,6 +255,10 @@ def train(cfg: RunConfig) -> RunResult:
                  "stats": ds.stats(), "meta": ds.meta},
     }
     _write_json(resolved, run_dir / "config.json")
+    from kgrec.retrieval.artifact import save_artifact, save_split
+
+    save_artifact(run_dir, ds)
+    save_split(run_dir, split)
 
     evaluate, valid, test = _evaluation(cfg, split, ds.n_items)
     trainer = Trainer(
@@ -304,43 +308,25 @@ def train(cfg: RunConfig) -> RunResult:
     return RunResult(run_dir=run_dir, metrics=metrics, model=model, fit=fit)
 
 
-def load_run(run_dir: str | Path) -> tuple[RunConfig, Recommender, Dataset, Split]:
-    """Rebuild a finished run: its config, the best checkpoint, and the same data split."""
-    run_dir = Path(run_dir)
-    cfg_path, ckpt_path = run_dir / "config.json", run_dir / "checkpoint.pt"
-    for p in (cfg_path, ckpt_path):
-        if not p.exists():
-            raise FileNotFoundError(f"{p}: missing; is {run_dir} a kgrec run directory?")
-    resolved = json.loads(cfg_path.read_text())
-    run = dict(resolved["run"])
-    run.pop("epochs", None)
-    cfg = RunConfig(**{k: v for k, v in run.items() if k in {f.name for f in
-                                                             dataclasses.fields(RunConfig)}})
-    ds, split = prepare_data(cfg)
-    if ds.checksum != resolved["data"]["checksum"]:
-        raise RuntimeError(
-            f"the data of {cfg.dataset!r} changed since the run (checksum "
-            f"{ds.checksum[:12]} != {resolved['data']['checksum'][:12]})"
-        )
-    params = dict(resolved["model_params"])
-    if params.get("entity_init"):  # the checkpoint holds the trained vectors already
-        params["entity_init"] = None
-    model = build_model(cfg.model, ds, model_config(cfg.model, params))
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["state_dict"])
-    return cfg, model, ds, split
-
-
 def evaluate_run(run_dir: str | Path, *, topk: bool = True) -> dict[str, Any]:
-    """Re-evaluate a run's checkpoint on its validation and test splits."""
-    from kgrec.eval import evaluate_ctr, evaluate_topk
+    """Re-evaluate a run's checkpoint on its validation and test splits, from the run
+    directory alone (:func:`kgrec.load` and the saved split; no raw data)."""
+    from kgrec.retrieval.artifact import load, load_split
 
-    _cfg, model, ds, split = load_run(run_dir)
-    out: dict[str, Any] = {
-        "valid": evaluate_ctr(model, split.valid),
-        "test": evaluate_ctr(model, split.test),
-    }
-    if topk:
-        out["test_topk"] = evaluate_topk(model, split.train, split.test, n_items=ds.n_items,
-                                         ks=KS, users=_topk_users(split, _cfg))
+    art = load(run_dir)
+    split = load_split(run_dir)
+    run = dict(art.config["run"])
+    cfg = RunConfig(**{k: v for k, v in run.items()
+                       if k in {f.name for f in dataclasses.fields(RunConfig)}})
+    if isinstance(cfg.ks, list):
+        cfg.ks = tuple(cfg.ks)
+    evaluate, valid, test = _evaluation(cfg, split, art.n_items)
+    if evaluate is None:
+        from kgrec.eval import evaluate_ctr as evaluate
+    out: dict[str, Any] = {"valid": evaluate(art.model, valid), "test": evaluate(art.model, test)}
+    if topk and not cfg.ranking:
+        from kgrec.eval import evaluate_topk
+
+        out["test_topk"] = evaluate_topk(art.model, split.train, split.test, n_items=art.n_items,
+                                         ks=KS, users=_topk_users(split, cfg))
     return out

@@ -407,6 +407,13 @@ class DKN(Recommender):
 def build(ds, cfg: DKNConfig) -> DKN:
     """DKN for a :class:`~kgrec.data.Dataset`: item tokens, then pre-trained entity vectors
     (``cfg.kge``, cached) and their neighbour means as context vectors."""
+    from kgrec.models.fm import _precomputed
+
+    saved = {k: _precomputed(ds, k) for k in ("word_ids", "entity_ids", "word_emb")}
+    if all(v is not None for v in saved.values()):  # a loaded run: its tokens, no KGE run
+        return DKN(n_users=ds.n_users, n_items=ds.n_items, n_entities=ds.n_entities,
+                   word_ids=saved["word_ids"], entity_ids=saved["entity_ids"],
+                   n_words=len(saved["word_emb"]), config=cfg)
     from kgrec.data.text import item_tokens
     from kgrec.models.pretrained import kge_entity_vectors, neighbour_mean
 

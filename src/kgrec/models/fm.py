@@ -99,6 +99,9 @@ def item_kg_features(ds, cfg) -> np.ndarray:
     ``cfg.standardize``. ``(n_items, 0)`` when ``cfg.use_kg`` is False."""
     if not cfg.use_kg:
         return np.zeros((ds.n_items, 0), np.float32)
+    saved = _precomputed(ds, "item_features")
+    if saved is not None:  # a loaded run: the checkpoint's features, nothing retrained
+        return np.asarray(saved, np.float32)
     from kgrec.models.pretrained import kge_entity_vectors, neighbour_mean
 
     vectors = kge_entity_vectors(ds.kg, ds.n_entities, ds.n_relations, model="transr",
@@ -238,3 +241,10 @@ def build(ds, cfg: FMConfig) -> FM:
     read from the cache) here."""
     return FM(n_users=ds.n_users, n_items=ds.n_items, item_features=item_kg_features(ds, cfg),
               config=cfg)
+
+
+def _precomputed(ds, name: str) -> np.ndarray | None:
+    """``ds.precomputed[name]`` where a loaded run provides it (see
+    :mod:`kgrec.retrieval.artifact`), else None."""
+    pre = getattr(ds, "precomputed", None)
+    return None if pre is None else pre.get(name)

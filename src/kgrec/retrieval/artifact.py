@@ -1,0 +1,253 @@
+"""A run directory as a self-contained artifact: the model loads and recommends without the
+raw data and without retraining anything.
+
+``kgrec train`` writes, beside ``config.json`` and ``checkpoint.pt``:
+
+* ``artifact.npz``: vocabulary sizes, the KG and item-entity links the model was built on,
+  raw ids of users, items, entities and relations (index -> label), and every user's known
+  items in time order (CSR ``seen_indptr``/``seen_items``): excluded from recommendations
+  and handed to history-encoding models as the query history;
+* ``split.npz``: the evaluation split (training rows for top-K masks, validation and test
+  rows, ranking queries), so ``kgrec evaluate RUN`` needs no data either.
+
+:func:`load` rebuilds the model from a *skeleton* of the dataset (sizes, KG, links) whose
+``precomputed`` arrays are the checkpoint's own buffers: models whose ``build`` derives inputs
+from data (pre-trained KG features of FM / Wide&Deep, DKN's title tokens) take them from
+there instead of recomputing them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Artifact", "ArtifactData", "load", "load_split", "save_artifact", "save_split"]
+
+_VOCABS = ("user_ids", "item_ids", "entity_ids", "relation_ids")
+
+
+@dataclass
+class ArtifactData:
+    """What a model's ``build`` reads of a dataset, without its interactions.
+
+    ``precomputed`` maps buffer names to arrays taken from the checkpoint (see the module
+    docstring); models check for it with ``getattr(ds, "precomputed", None)``.
+    """
+
+    name: str
+    n_users: int
+    n_items: int
+    n_entities: int
+    n_relations: int
+    kg: np.ndarray
+    item_entity: np.ndarray
+    user_ids: np.ndarray | None = None
+    item_ids: np.ndarray | None = None
+    entity_ids: np.ndarray | None = None
+    relation_ids: np.ndarray | None = None
+    precomputed: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _csr(users: np.ndarray, items: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(indptr, items)`` grouping ``items`` by user, keeping their order within a user."""
+    order = np.argsort(users, kind="stable")
+    indptr = np.zeros(n_users + 1, np.int64)
+    np.cumsum(np.bincount(users, minlength=n_users), out=indptr[1:])
+    return indptr, np.asarray(items, np.int64)[order]
+
+
+def seen_items(ds) -> tuple[np.ndarray, np.ndarray]:
+    """Every user's known items, oldest first: the observed events where the dataset keeps
+    them (time order), else the positive rows in file order."""
+    ev = getattr(ds, "interactions", None)
+    if ev is not None and len(ev):
+        order = np.lexsort((np.arange(len(ev.user)), ev.timestamp, ev.user))
+        return _csr(ev.user[order], ev.item[order], ds.n_users)
+    pos = ds.ratings[ds.ratings[:, 2] == 1]
+    return _csr(pos[:, 0], pos[:, 1], ds.n_users)
+
+
+def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    from kgrec.atomic import atomic_write
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
+
+
+def save_artifact(run_dir: str | Path, ds) -> Path:
+    """Write ``artifact.npz`` for dataset ``ds`` into ``run_dir``; returns its path."""
+    indptr, items = seen_items(ds)
+    arrays: dict[str, np.ndarray] = {
+        "sizes": np.array([ds.n_users, ds.n_items, ds.n_entities, ds.n_relations], np.int64),
+        "kg": np.asarray(ds.kg, np.int64), "item_entity": np.asarray(ds.item_entity, np.int64),
+        "seen_indptr": indptr, "seen_items": items,
+        "header": np.array(json.dumps({"name": ds.name})),
+    }
+    for key in _VOCABS:
+        v = getattr(ds, key, None)
+        if v is not None:
+            arrays[key] = np.asarray(v, dtype=str)
+    path = Path(run_dir) / "artifact.npz"
+    _savez(path, arrays)
+    return path
+
+
+def save_split(run_dir: str | Path, split) -> Path:
+    """Write the evaluation split (rows and ranking queries) to ``run_dir/split.npz``."""
+    arrays = {"train": split.train, "valid": split.valid, "test": split.test,
+              "protocol": np.array(getattr(split, "protocol", "ctr"))}
+    for part in ("valid_queries", "test_queries"):
+        q = getattr(split, part, None)
+        if q is not None:
+            for f in ("users", "hist_indptr", "hist_items", "tgt_indptr", "tgt_items"):
+                arrays[f"{part}.{f}"] = getattr(q, f)
+            arrays[f"{part}.mask_history"] = np.array(bool(q.mask_history))
+    path = Path(run_dir) / "split.npz"
+    _savez(path, arrays)
+    return path
+
+
+def load_split(run_dir: str | Path):
+    """The :class:`~kgrec.data.split.Split` saved by :func:`save_split`."""
+    from kgrec.data.split import Queries, Split
+
+    path = Path(run_dir) / "split.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing (a run from before kgrec 0.2 keeps no split)")
+    with np.load(path, allow_pickle=False) as z:
+        a = {k: z[k] for k in z.files}
+    queries = {}
+    for part in ("valid_queries", "test_queries"):
+        if f"{part}.users" in a:
+            queries[part] = Queries(
+                *(a[f"{part}.{f}"] for f in ("users", "hist_indptr", "hist_items", "tgt_indptr",
+                                              "tgt_items")),
+                mask_history=bool(a[f"{part}.mask_history"]))
+    return Split(a["train"], a["valid"], a["test"], protocol=str(a["protocol"]), **queries)
+
+
+@dataclass
+class Artifact:
+    """A loaded run: the model in eval mode, vocabularies both ways, seen items, sizes.
+
+    Attributes:
+        run_dir: where it was loaded from.
+        model: the trained :class:`~kgrec.models.base.Recommender` at its best epoch.
+        config: the run's resolved ``config.json``.
+        data: the :class:`ArtifactData` skeleton (sizes, KG, raw ids).
+        seen: ``(indptr, items)`` every user's known items, oldest first.
+    """
+
+    run_dir: Path
+    model: Any
+    config: dict[str, Any]
+    data: ArtifactData
+    seen: tuple[np.ndarray, np.ndarray]
+
+    @property
+    def n_users(self) -> int:
+        return self.data.n_users
+
+    @property
+    def n_items(self) -> int:
+        return self.data.n_items
+
+    def _labels(self, key: str, n: int) -> np.ndarray:
+        v = getattr(self.data, key)
+        return np.arange(n).astype(str) if v is None else np.asarray(v, dtype=str)
+
+    @property
+    def user_labels(self) -> np.ndarray:
+        """Raw user id of each user index."""
+        return self._labels("user_ids", self.n_users)
+
+    @property
+    def item_labels(self) -> np.ndarray:
+        """Raw item id of each item index."""
+        return self._labels("item_ids", self.n_items)
+
+    def user_index(self, raw: list | np.ndarray) -> np.ndarray:
+        """Indices of raw user ids; an unknown id raises ``KeyError`` naming it."""
+        return _index(self.user_labels, raw, "user")
+
+    def item_index(self, raw: list | np.ndarray) -> np.ndarray:
+        """Indices of raw item ids; an unknown id raises ``KeyError`` naming it."""
+        return _index(self.item_labels, raw, "item")
+
+    def recommend(self, users: list | np.ndarray, k: int = 10, *,
+                  exclude_seen: bool = True, max_history: int = 200) -> list[list[str]]:
+        """Top-``k`` raw item ids for each raw user id, best first, never an item the user
+        has seen (with ``exclude_seen``). History-encoding models get the user's known items
+        as the query history."""
+        from kgrec.data.split import Queries
+        from kgrec.eval.ranking import recommend_queries
+
+        idx = self.user_index(users)
+        indptr, items = self.seen
+        starts, ends = indptr[idx], indptr[idx + 1]
+        lens = ends - starts
+        q_indptr = np.zeros(len(idx) + 1, np.int64)
+        np.cumsum(lens, out=q_indptr[1:])
+        offsets = np.arange(int(lens.sum())) + np.repeat(starts - q_indptr[:-1], lens)
+        queries = Queries.from_history(idx, q_indptr, items[offsets], mask_history=exclude_seen)
+        top = recommend_queries(self.model, queries, k, n_items=self.n_items,
+                                max_history=max_history)
+        labels = self.item_labels
+        return [[str(labels[j]) for j in row if j >= 0] for row in top]
+
+
+def _index(labels: np.ndarray, raw, what: str) -> np.ndarray:
+    import pandas as pd
+
+    raw = np.asarray([raw] if np.isscalar(raw) else list(raw)).astype(str)
+    where = pd.Index(labels).get_indexer(raw)
+    if (where < 0).any():
+        bad = raw[where < 0][:5].tolist()
+        raise KeyError(f"unknown {what} id(s) {', '.join(bad)} (not in the run's vocabulary "
+                       f"of {len(labels)} {what}s)")
+    return where.astype(np.int64)
+
+
+def load(run_dir: str | Path) -> Artifact:
+    """Load a run directory written by ``kgrec train``: no raw data, no retraining.
+
+    Raises:
+        FileNotFoundError: a file of the run is missing (the message names it).
+    """
+    import torch
+
+    from kgrec.models import build_model, model_config
+
+    run_dir = Path(run_dir)
+    paths = [run_dir / n for n in ("config.json", "checkpoint.pt", "artifact.npz")]
+    for p in paths:
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: missing; is {run_dir} a kgrec run directory "
+                                    "(written by kgrec >= 0.2)?")
+    resolved = json.loads(paths[0].read_text())
+    state = torch.load(paths[1], map_location="cpu", weights_only=True)["state_dict"]
+    with np.load(paths[2], allow_pickle=False) as z:
+        a = {k: z[k] for k in z.files}
+    n_users, n_items, n_entities, n_relations = (int(x) for x in a["sizes"])
+    data = ArtifactData(
+        name=json.loads(str(a["header"]))["name"], n_users=n_users, n_items=n_items,
+        n_entities=n_entities, n_relations=n_relations, kg=a["kg"],
+        item_entity=a["item_entity"], **{k: a[k] for k in _VOCABS if k in a},
+        precomputed={k: v.numpy() for k, v in state.items()},
+    )
+    params = dict(resolved["model_params"])
+    if params.get("entity_init"):  # the checkpoint holds the trained vectors already
+        params["entity_init"] = None
+    name = resolved["run"]["model"]
+    model = build_model(name, data, model_config(name, params))
+    model.load_state_dict(state)
+    model.eval()
+    return Artifact(run_dir=run_dir, model=model, config=resolved, data=data,
+                    seen=(a["seen_indptr"], a["seen_items"]))
