@@ -54,7 +54,7 @@ def make_data(
 def reference_topk(
     model: Recommender, train: np.ndarray, test: np.ndarray, n_items: int, ks: tuple[int, ...]
 ) -> dict[str, float]:
-    """MKR's ``topk_eval`` loop, per user, plus NDCG and hit ratio."""
+    """MKR's ``topk_eval`` loop, per user, plus NDCG, hit ratio and MRR."""
     train_record: dict[int, set[int]] = {}
     for u, i, _ in train.tolist():
         train_record.setdefault(u, set()).add(i)
@@ -79,6 +79,9 @@ def reference_topk(
             acc[f"recall@{k}"] += h / len(rel)
             acc[f"ndcg@{k}"] += dcg / idcg
             acc[f"hit@{k}"] += float(h > 0)
+            acc[f"hr@{k}"] += float(h > 0)
+            first = next((j for j, i in enumerate(top) if i in rel), None)
+            acc[f"mrr@{k}"] += 0.0 if first is None else 1 / (first + 1)
     return {**{key: v / len(users) for key, v in acc.items()}, "n_users": len(users)}
 
 

@@ -90,6 +90,24 @@ def test_topk_hand_example() -> None:
     assert out["ndcg@5"] == pytest.approx(out["ndcg@3"])
     assert out["hit@1"] == 0.5 and out["hit@2"] == 0.5 and out["hit@3"] == 1.0
     assert out["sums"]["precision@3"] == pytest.approx(1.0)
+    # hr = hit; MRR: user 0's first hit at rank 1, user 1's at rank 3.
+    assert all(out[f"hr@{k}"] == out[f"hit@{k}"] for k in (1, 2, 3, 5))
+    assert out["mrr@1"] == pytest.approx((1 + 0) / 2)
+    assert out["mrr@2"] == pytest.approx((1 + 0) / 2)
+    assert out["mrr@3"] == pytest.approx((1 + 1 / 3) / 2)
+    assert out["mrr@5"] == pytest.approx(out["mrr@3"])
+
+
+def test_ndcg_idcg_uses_min_of_targets_and_k() -> None:
+    # One hit at rank 1 out of 5 targets: NDCG@3 = 1 / (1 + 1/log2 3 + 1/2), not 1 (ComiRec's
+    # IDCG over the number of hits would give 1). With 1 target, IDCG@3 = 1.
+    hits = np.array([[True, False, False]])
+    ideal3 = 1 + 1 / math.log2(3) + 0.5
+    assert topk_metrics(hits, np.array([5]), ks=(3,))["ndcg@3"] == pytest.approx(1 / ideal3)
+    assert topk_metrics(hits, np.array([1]), ks=(3,))["ndcg@3"] == pytest.approx(1.0)
+    # No hit: MRR 0; empty ranking (Kmax = 0) is all misses.
+    assert topk_metrics(np.zeros((1, 3), bool), np.array([2]), ks=(3,))["mrr@3"] == 0.0
+    assert topk_metrics(np.zeros((2, 0), bool), np.array([1, 1]), ks=(1,))["mrr@1"] == 0.0
 
 
 def reference_topk(hits: np.ndarray, n_rel: np.ndarray, ks: tuple[int, ...]) -> dict[str, float]:
@@ -105,6 +123,9 @@ def reference_topk(hits: np.ndarray, n_rel: np.ndarray, ks: tuple[int, ...]) -> 
             acc[f"recall@{k}"] += h / nr
             acc[f"ndcg@{k}"] += dcg / idcg
             acc[f"hit@{k}"] += float(h > 0)
+            acc[f"hr@{k}"] += float(h > 0)
+            first = next((j for j in range(len(top)) if top[j]), None)
+            acc[f"mrr@{k}"] += 0.0 if first is None else 1 / (first + 1)
     return {key: v / len(hits) for key, v in acc.items()}
 
 

@@ -1,4 +1,5 @@
-"""Evaluation: CTR metrics on labelled rows and top-K metrics by full ranking."""
+"""Evaluation: CTR metrics on labelled rows, top-K metrics by full ranking over users
+(:func:`evaluate_topk`) and over queries of the ranking protocols (:func:`evaluate_ranking`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from kgrec.eval.metrics import (
     topk_metrics,
     topk_sums,
 )
+from kgrec.eval.ranking import evaluate_ranking, recommend_queries
 
 __all__ = [
     "DEFAULT_KS",
@@ -19,9 +21,11 @@ __all__ = [
     "check_ks",
     "ctr_metrics",
     "evaluate_ctr",
+    "evaluate_ranking",
     "evaluate_topk",
     "predict",
     "recommend",
+    "recommend_queries",
     "topk_metrics",
     "topk_sums",
 ]

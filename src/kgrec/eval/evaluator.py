@@ -219,8 +219,8 @@ def evaluate_topk(
             a test positive are dropped, so ``n_users`` may be smaller than ``len(users)``.
 
     Returns:
-        ``{"precision@K", "recall@K", "ndcg@K", "hit@K"`` means over users for each ``K``,
-        and ``"n_users"``}.
+        ``{"precision@K", "recall@K", "ndcg@K", "hit@K", "hr@K", "mrr@K"`` means over users
+        for each ``K`` (:data:`~kgrec.eval.metrics.TOPK_METRICS`), and ``"n_users"``}.
 
     Raises:
         ValueError: if no user has a test positive, or on malformed input.

@@ -17,8 +17,16 @@ user ``u`` is relevant", with ``n_rel[u]`` relevant items and ``h_K[u] = sum_{j<
 * ``ndcg@K = DCG@K / IDCG@K`` with binary gains and log2 discount,
   ``DCG@K = sum_{j<K} hits[u, j] / log2(j + 2)`` and
   ``IDCG@K = sum_{j<min(n_rel, K)} 1 / log2(j + 2)``
-  (Jarvelin & Kekalainen 2002).
-* ``hit@K`` (hit ratio) ``= 1[h_K >= 1]``.
+  (Jarvelin & Kekalainen 2002): a perfect ranking scores 1 whatever ``n_rel``. ComiRec's
+  published code (Cen et al. KDD'20, THUDM/ComiRec ``train.py``) computes NDCG differently,
+  and its numbers are not comparable: its IDCG sums over the number of *hits* instead of
+  ``min(n_rel, K)`` (so one hit at rank 1 scores 1 however many targets were missed, GitHub
+  issue #25), and its DCG discounts by the position in the target list, not the rank (issues
+  #6 and #21; fixed on its ``dev`` branch only).
+* ``hit@K`` (hit ratio) ``= 1[h_K >= 1]``; ``hr@K`` is the same value under the name the
+  sequential-recommendation papers use (SASRec, S3-Rec, ComiRec).
+* ``mrr@K = 1 / r`` with ``r`` the 1-based rank of the first relevant item if ``r <= K``,
+  else 0 (truncated reciprocal rank).
 
 Each is averaged over users. :func:`topk_sums` returns the per-metric *sums* over users so that a
 chunked evaluation adds the sums of its chunks and divides by the total user count once.
@@ -32,7 +40,7 @@ import numpy as np
 
 __all__ = ["TOPK_METRICS", "auc", "check_ks", "ctr_metrics", "topk_metrics", "topk_sums"]
 
-TOPK_METRICS: tuple[str, ...] = ("precision", "recall", "ndcg", "hit")
+TOPK_METRICS: tuple[str, ...] = ("precision", "recall", "ndcg", "hit", "hr", "mrr")
 
 
 def _binary_labels(labels: np.ndarray) -> np.ndarray:
@@ -123,7 +131,8 @@ def check_ks(ks: Iterable[int]) -> tuple[int, ...]:
 
 
 def topk_sums(hits: np.ndarray, n_relevant: np.ndarray, ks: Iterable[int]) -> dict[str, float]:
-    """Per-metric sums over users of ``precision@K``, ``recall@K``, ``ndcg@K``, ``hit@K``.
+    """Per-metric sums over users of ``precision@K``, ``recall@K``, ``ndcg@K``, ``hit@K``,
+    ``hr@K`` (equal to ``hit@K``) and ``mrr@K``.
 
     Args:
         hits: ``(n_users, Kmax)`` bool, ``hits[u, j]`` = the ``j``-th ranked item of ``u`` is
@@ -156,6 +165,9 @@ def topk_sums(hits: np.ndarray, n_relevant: np.ndarray, ks: Iterable[int]) -> di
     np.cumsum(hits * disc[:kmax], axis=1, out=cum_dcg[:, 1:])
     ideal = np.r_[0.0, np.cumsum(disc)]
     has_rel = n_rel > 0
+    # 0-based rank of the first hit (kmax where none) and its reciprocal 1-based rank.
+    first = np.where(cum_hits[:, -1] > 0, np.argmax(hits, axis=1) if kmax else 0, kmax)
+    recip = 1.0 / (first + 1.0)
     out: dict[str, float] = {}
     for k in ks:
         col = min(k, kmax)
@@ -166,7 +178,8 @@ def topk_sums(hits: np.ndarray, n_relevant: np.ndarray, ks: Iterable[int]) -> di
         out[f"precision@{k}"] = float(h.sum()) / k
         out[f"recall@{k}"] = float(recall.sum())
         out[f"ndcg@{k}"] = float(ndcg.sum())
-        out[f"hit@{k}"] = float(np.count_nonzero(h))
+        out[f"hit@{k}"] = out[f"hr@{k}"] = float(np.count_nonzero(h))
+        out[f"mrr@{k}"] = float(recip[first < col].sum())
     return {f"{m}@{k}": out[f"{m}@{k}"] for m in TOPK_METRICS for k in ks}
 
 

@@ -1,0 +1,185 @@
+"""Full ranking of :class:`~kgrec.data.split.Queries`: the evaluation of the ranking protocols
+(``loo``, ``user-split``, ``cold-items``; see :mod:`kgrec.data.split`).
+
+Each query ``(user, history)`` is scored over all items by ``model.score_queries`` (id models
+look the user up, sequential models encode the history), the history items are masked to
+``-inf`` when the queries ask for it, and the top-K are compared with the query's targets.
+Queries are scored in blocks of ``max_scores // n_items``: never a ``(n_queries, n_items)``
+matrix at once. Metric definitions are in :mod:`kgrec.eval.metrics`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from kgrec.eval.evaluator import _device, _inference
+from kgrec.eval.metrics import TOPK_METRICS, check_ks, topk_sums
+from kgrec.models.base import Recommender
+
+if TYPE_CHECKING:
+    from kgrec.data.split import Queries
+
+__all__ = ["evaluate_ranking", "recommend_queries"]
+
+
+def _ranked_query_blocks(
+    model: Recommender,
+    queries: Queries,
+    rows: np.ndarray,
+    k: int,
+    n_items: int,
+    *,
+    mask: bool,
+    max_scores: int,
+    max_history: int,
+) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor, np.ndarray]]:
+    """Top-``k`` of blocks of ``queries[rows]``; yields ``(block_rows, values, indices,
+    masked)`` with ``masked`` the sorted keys ``row_in_block * n_items + item`` of the items
+    scored ``-inf``. Must run inside :func:`~kgrec.eval.evaluator._inference`."""
+    device = _device(model)
+    block_size = max(1, int(max_scores) // n_items)
+    for start in range(0, len(rows), block_size):
+        br = rows[start : start + block_size]
+        users = torch.from_numpy(queries.users[br]).to(device)
+        history = torch.from_numpy(queries.history(br, max_history)).to(device)
+        scores = model.score_queries(users, history)
+        if scores.shape != (len(br), n_items):
+            raise ValueError(f"score_queries returned shape {tuple(scores.shape)}, expected "
+                             f"{(len(br), n_items)}")
+        masked = np.zeros(0, dtype=np.int64)
+        if mask:
+            pos, items = queries.history_pairs(br)
+            masked = np.unique(pos * n_items + items)
+            # Out of place: score_queries may return a view of model state.
+            neg_inf = torch.tensor(float("-inf"), dtype=scores.dtype, device=scores.device)
+            scores = scores.index_put((torch.from_numpy(pos).to(scores.device),
+                                       torch.from_numpy(items).to(scores.device)), neg_inf)
+        values, indices = torch.topk(scores, k, dim=1)
+        yield br, values, indices, masked
+
+
+def _member(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    """``keys`` (any shape) found in the sorted 1-D ``sorted_keys``."""
+    if len(sorted_keys) == 0:
+        return np.zeros(keys.shape, dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return sorted_keys[at] == keys
+
+
+def _check(queries: Queries, n_items: int, max_history: int) -> None:
+    if max_history < 1:
+        raise ValueError(f"max_history must be positive, got {max_history}")
+    for name in ("hist_items", "tgt_items"):
+        a = getattr(queries, name)
+        if len(a) and (a.min() < 0 or a.max() >= n_items):
+            raise ValueError(f"queries.{name} must lie in [0, {n_items})")
+    if len(queries) and queries.users.min() < 0:
+        raise ValueError("query user ids must be non-negative")
+
+
+def evaluate_ranking(
+    model: Recommender,
+    queries: Queries,
+    *,
+    n_items: int,
+    ks: Iterable[int] = (10, 20, 50),
+    max_scores: int = 2**22,
+    max_history: int = 200,
+    mask_history: bool | None = None,
+) -> dict[str, float | int]:
+    """Top-K metrics of ``model`` on ``queries`` by full ranking over all ``n_items`` items.
+
+    Args:
+        model: scored by ``score_queries(users, history)`` on its own device, in eval mode
+            under ``torch.no_grad()`` (the previous mode is restored).
+        queries: the queries (users, CSR histories and targets); queries without a target are
+            skipped. Duplicate targets count once.
+        n_items: number of items (columns of the scores).
+        ks: cut-offs; the ranking depth is ``min(max(ks), n_items)``.
+        max_scores: at most this many scores per block (at least one query per block).
+        max_history: the most recent items of each history given to the model. The mask
+            always covers the *whole* history.
+        mask_history: mask the history items (default: ``queries.mask_history``). A target
+            that is masked is unreachable but still counts in recall / NDCG denominators.
+
+    Returns:
+        ``{"precision@K", "recall@K", "ndcg@K", "hit@K", "hr@K", "mrr@K"`` means over queries
+        for each ``K``, and ``"n_queries"``}.
+
+    Raises:
+        ValueError: if no query has a target, or on malformed input.
+    """
+    ks = check_ks(ks)
+    n_items = int(n_items)
+    _check(queries, n_items, max_history)
+    mask = queries.mask_history if mask_history is None else bool(mask_history)
+    tpos, titems = queries.target_pairs()
+    keys = np.unique(tpos * n_items + titems)  # deduplicated (query, target)
+    t_query, t_item = keys // n_items, keys % n_items
+    t_indptr = np.zeros(len(queries) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(t_query, minlength=len(queries)), out=t_indptr[1:])
+    n_relevant = np.diff(t_indptr)
+    rows = np.flatnonzero(n_relevant > 0)
+    if len(rows) == 0:
+        raise ValueError("no queries to evaluate: none has a target")
+    kmax = min(ks[-1], n_items)
+
+    totals = dict.fromkeys((f"{m}@{k}" for m in TOPK_METRICS for k in ks), 0.0)
+    with _inference(model):
+        for br, _, indices, masked in _ranked_query_blocks(
+            model, queries, rows, kmax, n_items, mask=mask, max_scores=max_scores,
+            max_history=max_history,
+        ):
+            # keys row_in_block * n_items + item of the ranked items and of the block's
+            # targets (sorted: t_indptr is over sorted (query, item) keys).
+            ranked = np.arange(len(br))[:, None] * n_items + indices.cpu().numpy()
+            lo, hi = t_indptr[br[0]], t_indptr[br[-1] + 1]
+            q_in_block = np.searchsorted(br, t_query[lo:hi])
+            in_block = (q_in_block < len(br)) & (br[np.minimum(q_in_block, len(br) - 1)]
+                                                 == t_query[lo:hi])
+            tkeys = q_in_block[in_block] * n_items + t_item[lo:hi][in_block]
+            # masked items rank last and never count as hits
+            hits = _member(ranked, tkeys) & ~_member(ranked, masked)
+            for key, value in topk_sums(hits, n_relevant[br], ks).items():
+                totals[key] += value
+    n = len(rows)
+    return {**{key: value / n for key, value in totals.items()}, "n_queries": n}
+
+
+def recommend_queries(
+    model: Recommender,
+    queries: Queries,
+    k: int,
+    *,
+    n_items: int | None = None,
+    exclude_history: bool | None = None,
+    max_scores: int = 2**22,
+    max_history: int = 200,
+) -> np.ndarray:
+    """Top-``k`` item ids ``(len(queries), min(k, n_items))`` of each query, best first.
+
+    Works for id and history-based models alike (``score_queries``). With
+    ``exclude_history`` (default: ``queries.mask_history``) a query's history items are never
+    recommended, and where fewer than ``k`` items remain the tail is ``-1``. Targets are
+    ignored: build queries with :meth:`~kgrec.data.split.Queries.from_history`.
+    """
+    n_items = int(model.n_items if n_items is None else n_items)
+    if k < 1:
+        raise ValueError(f"k must be positive, got {k}")
+    _check(queries, n_items, max_history)
+    mask = queries.mask_history if exclude_history is None else bool(exclude_history)
+    kk = min(int(k), n_items)
+    out = np.empty((len(queries), kk), dtype=np.int64)
+    with _inference(model):
+        for br, values, indices, _ in _ranked_query_blocks(
+            model, queries, np.arange(len(queries)), kk, n_items, mask=mask,
+            max_scores=max_scores, max_history=max_history,
+        ):
+            if mask:
+                indices = indices.masked_fill(values == float("-inf"), -1)
+            out[br] = indices.cpu().numpy()
+    return out
