@@ -1,0 +1,39 @@
+"""Runs under the ranking protocols: metrics named as the papers name them, the epoch picked
+by the monitored ranking metric, CTR untouched."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kgrec.run import RunConfig, monitor_name, train
+
+
+@pytest.mark.parametrize("protocol", ["loo", "user-split", "cold-items"])
+def test_ranking_protocol_writes_named_metrics(tmp_path, protocol):
+    cfg = RunConfig(dataset="synthetic", model="bpr-mf", epochs=2, protocol=protocol,
+                    out=str(tmp_path / protocol), progress=False, plot=False)
+    res = train(cfg)
+    m = json.loads((res.run_dir / "metrics.json").read_text())
+    for split in ("valid", "test"):
+        for k in (10, 20, 50):
+            for name in ("recall", "ndcg", "hr", "mrr"):
+                v = m[split][f"{name}@{k}"]
+                assert 0.0 <= v <= 1.0
+        assert m[split]["hr@50"] >= m[split]["hr@10"]
+    assert m["test_topk"] is None  # the CTR-only top-K pass is not run
+    best = m["history"][m["best_epoch"]]["valid"]["ndcg@10"]
+    assert best == max(h["valid"]["ndcg@10"] for h in m["history"])
+
+
+def test_monitor_defaults():
+    assert monitor_name(RunConfig()) == "auc"
+    assert monitor_name(RunConfig(protocol="loo", ks=(20, 5))) == "ndcg@5"
+    assert monitor_name(RunConfig(protocol="loo", monitor="hr@20")) == "hr@20"
+
+
+def test_unknown_protocol_fails_clearly(tmp_path):
+    with pytest.raises(ValueError, match="unknown protocol 'nope'"):
+        train(RunConfig(dataset="synthetic", model="pop", protocol="nope",
+                        out=str(tmp_path / "x"), progress=False, plot=False))
