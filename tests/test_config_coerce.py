@@ -70,3 +70,13 @@ def test_aliases_resolve():
     assert type(model_config("popularity", {})).__name__ == "PopularityConfig"
     with pytest.raises(KeyError, match="unknown model 'nope'"):
         resolve_name("nope")
+
+
+def test_one_registry_names_every_family():
+    from kgrec.models import KGE_SPECS, REGISTRY
+    from kgrec.models.kge import KGE_MODELS
+
+    assert set(KGE_SPECS) == set(KGE_MODELS)
+    assert set(REGISTRY) == set(MODELS) | set(KGE_MODELS)
+    with pytest.raises(KeyError, match="kgrec kge train -m transe"):
+        resolve_name("transe")

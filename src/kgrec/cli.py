@@ -185,11 +185,18 @@ def datasets(
 
 @app.command()
 def models() -> None:
-    """List the models."""
-    from kgrec.models import MODELS
+    """List every model, by family (recommenders train with `kgrec train -m NAME`, KG
+    embeddings with `kgrec kge train -m NAME`)."""
+    from kgrec.models import ALIASES, REGISTRY
 
-    for name, spec in MODELS.items():
-        typer.echo(f"{name:11s} {spec.description}")
+    families = {"kg": "knowledge-graph recommenders", "cf": "interaction-only baselines",
+                "kge": "KG embeddings (kgrec kge train)"}
+    for fam, title in families.items():
+        typer.echo(f"{title}:")
+        for name, spec in REGISTRY.items():
+            if spec.family == fam:
+                typer.echo(f"  {name:11s} {spec.description}")
+    typer.echo("aliases: " + ", ".join(f"{a} = {n}" for a, n in ALIASES.items()))
 
 
 kge_app = typer.Typer(

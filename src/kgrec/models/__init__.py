@@ -20,9 +20,11 @@ from kgrec.models.mkr import MKR, MKRConfig
 
 __all__ = [
     "ALIASES",
+    "KGE_SPECS",
     "KGMF",
     "MKR",
     "MODELS",
+    "REGISTRY",
     "KGMFConfig",
     "MKRConfig",
     "ModelSpec",
@@ -105,6 +107,23 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
+#: the KG embedding models (family ``kge``): trained by ``kgrec kge train``, built by
+#: :func:`kgrec.models.kge.build_kge`; listed here so one table names every model.
+KGE_SPECS: dict[str, ModelSpec] = {
+    name: ModelSpec("kge", "KGEConfig", name, text, family="kge")
+    for name, text in (
+        ("transe", "TransE, h + r = t (Bordes et al., NIPS'13)"),
+        ("transh", "TransH, translation on relation hyperplanes (Wang et al., AAAI'14)"),
+        ("transr", "TransR, relation-specific spaces (Lin et al., AAAI'15)"),
+        ("transd", "TransD, dynamic mapping matrices (Ji et al., ACL'15)"),
+        ("bilinear", "bilinear semantic matching, h^T M_r t (RESCAL-style, Nickel et al.)"),
+        ("distmult", "DistMult, diagonal bilinear (Yang et al., ICLR'15)"),
+    )
+}
+
+#: every model of every family, by ``-m`` name
+REGISTRY: dict[str, ModelSpec] = {**MODELS, **KGE_SPECS}
+
 #: other names users type for a model
 ALIASES: dict[str, str] = {"popularity": "pop"}
 
@@ -122,6 +141,10 @@ def model_config(name: str, params: dict[str, Any]) -> Any:
 def resolve_name(name: str) -> str:
     """The registry name of ``name`` (an alias such as ``pop`` gives ``popularity``)."""
     name = ALIASES.get(name, name)
+    if name in KGE_SPECS:
+        raise KeyError(f"{name!r} is a KG embedding model: train it with "
+                       f"`kgrec kge train -m {name}` (or use it inside MKR: "
+                       f"--set kge_scorer={name})")
     if name not in MODELS:
         known = sorted([*MODELS, *ALIASES])
         raise KeyError(f"unknown model {name!r}; known: {', '.join(known)} "
