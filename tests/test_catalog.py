@@ -99,3 +99,38 @@ def test_offline_message_says_what_to_put_where(tmp_path, monkeypatch):
     assert "user_artists.dat" in msg and "hwwang55/MKR" in msg and "no network" in msg
     with pytest.raises(KeyError, match="unknown dataset 'nope'"):
         load_dataset("nope")
+
+
+def test_new_entries_listed_and_ml100k_kg_offline_hint(tmp_path, monkeypatch):
+    names = catalog.list_datasets()
+    assert {"ml-100k", "ml-100k-kg", "amazon-beauty", "amazon-sports"} <= set(names)
+    monkeypatch.setenv("KGREC_DATA", str(tmp_path / "data"))
+    with pytest.raises(FileNotFoundError) as e:
+        load_dataset("ml-100k-kg")
+    msg = str(e.value)
+    assert "ml-100k.inter" in msg and "RecBole" in msg and str(tmp_path / "data") in msg
+
+
+def test_download_amazon_and_ml100k_zip_members(data_dir, tmp_path, monkeypatch):
+    import zipfile
+
+    monkeypatch.setenv("KGREC_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv("KGREC_CACHE", str(tmp_path / "cache"))
+    src = (data_dir / "amazon-beauty").resolve()
+    e = catalog.CATALOG["amazon-beauty"]
+    local = tuple(Source(s.filename, (src / s.filename).as_uri(), s.sha256) for s in e.sources)
+    monkeypatch.setitem(catalog.CATALOG, "amazon-beauty", catalog.Entry(
+        e.description, e.layouts, local, optional=e.optional))
+    assert catalog.download("amazon-beauty") == tmp_path / "cache" / "raw" / "amazon-beauty"
+    archive = tmp_path / "ml-100k.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in ("u.data", "u.item", "u.user", "u.genre"):
+            z.write(data_dir / "ml-100k" / f, f"ml-100k/{f}")
+    e = catalog.CATALOG["ml-100k"]
+    local = tuple(Source(s.filename, archive.as_uri(), s.sha256, member=s.member)
+                  for s in e.sources)
+    monkeypatch.setitem(catalog.CATALOG, "ml-100k", catalog.Entry(
+        e.description, e.layouts, local, optional=e.optional))
+    ds = load_dataset("ml-100k")
+    assert (ds.n_users, ds.n_items, len(ds.interactions)) == (943, 1682, 100000)
+    assert ds.item_features is not None and ds.user_features is not None

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -176,3 +177,20 @@ def test_from_dataframes():
     with pytest.raises(DataError, match="'zz' has no entity link") as e:
         from_dataframes(bad, kg, links, label_col="label")
     assert e.value.line == 2
+
+
+def test_mkr_raw_and_final_fill_interactions(tmp_path):
+    ds = read_mkr_raw(_movie_dir(tmp_path), "movie", seed=3)
+    ev = ds.interactions  # rows of kept users on linked items, in file order
+    assert ev.user.tolist() == [0, 0, 0, 1, 1, 1]
+    assert ev.item.tolist() == [2, 1, 0, 1, 3, 0]
+    assert ev.rating.tolist() == [5, 2, 1, 4, 3, 2]
+    assert ev.timestamp.tolist() == [1, 2, 3, 5, 6, 7]
+    r = tmp_path / "ratings_final.txt"
+    r.write_text("0\t1\t1\n0\t2\t0\n1\t0\t1\n")
+    kg = tmp_path / "kg_final.txt"
+    kg.write_text("0\t0\t3\n")
+    fin = read_mkr_final(r, kg, name="t", checksums=False)
+    assert fin.interactions.item.tolist() == [1, 0]  # positives, file positions as time
+    assert fin.interactions.timestamp.tolist() == [0, 2]
+    assert np.isnan(fin.interactions.rating).all()

@@ -5,8 +5,12 @@ Lookup order for a dataset ``name``:
 1. ``$KGREC_DATA/<name>/`` (CI and tests point ``KGREC_DATA`` at ``../shared/datasets``);
 2. ``$KGREC_CACHE/raw/<name>/`` (default cache ``~/.cache/kgrec``), where downloads go;
 3. download from the original public sources (GroupLens, the MKR repository, the
-   Book-Crossing page), verifying sha256 where the checksum is known. Offline, the error
-   says which file to put where.
+   Book-Crossing page, the S3-Rec repository), verifying sha256 where the checksum is known.
+   Offline (or for ``ml-100k-kg``, shipped inside the RecBole wheel), the error says which
+   file to put where.
+
+MovieLens-1M's ``movies.dat`` / ``users.dat`` become item / user features of ``movie`` and
+``movie-half`` when found next to the ratings or in ``$KGREC_DATA/ml-1m/`` (optional).
 
 A converted dataset is stored as ``$KGREC_CACHE/converted/<name>-s<seed>-<key>.npz`` where
 ``key`` hashes the source files' paths, sizes and modification times and the conversion
@@ -28,7 +32,16 @@ from pathlib import Path
 from typing import Any
 
 from kgrec.data.dataset import DataError, Dataset
-from kgrec.data.readers import file_sha256, read_mkr_final, read_mkr_raw, read_table
+from kgrec.data.readers import (
+    attach_ml1m_features,
+    file_sha256,
+    read_amazon,
+    read_mkr_final,
+    read_mkr_raw,
+    read_ml100k,
+    read_recbole,
+    read_table,
+)
 
 __all__ = [
     "CATALOG",
@@ -39,9 +52,11 @@ __all__ = [
     "locate",
 ]
 
-CONVERSION_VERSION = 1
+CONVERSION_VERSION = 2  # 2: interactions, item / user features, ml-100k(-kg), amazon-*
 _MKR = "https://raw.githubusercontent.com/hwwang55/MKR/master/data"
 _ML1M = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
+_ML100K = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
+_S3REC = "https://raw.githubusercontent.com/RUCAIBox/CIKM2020-S3Rec/master/data"
 _BX = "http://www2.informatik.uni-freiburg.de/~cziegler/BX/BX-CSV-Dump.zip"
 
 
@@ -66,6 +81,8 @@ class Entry:
     layouts: tuple[tuple[str, ...], ...] = ()  # alternative sets of required file names
     sources: tuple[Source, ...] = ()  # what a download fetches (the first layout)
     paper: dict[str, Any] = field(default_factory=dict)
+    hint: str = ""  # how to obtain the files by hand (offline message)
+    optional: tuple[str, ...] = ()  # files used when present (features)
 
 
 CATALOG: dict[str, Entry] = {
@@ -107,16 +124,80 @@ CATALOG: dict[str, Entry] = {
             Source("ratings.dat", _ML1M, None, member="ml-1m/ratings.dat"),
             Source("kg.txt", f"{_MKR}/movie/kg.txt"),
             Source("item_index2entity_id.txt", f"{_MKR}/movie/item_index2entity_id.txt"),
+            Source("movies.dat", _ML1M, None, member="ml-1m/movies.dat"),
+            Source("users.dat", _ML1M, None, member="ml-1m/users.dat"),
         ),
         paper={"auc": 0.917, "acc": 0.843},
+        optional=("movies.dat", "users.dat"),
     ),
     "movie-half": Entry(
         "MovieLens-1M users 1-2999 + the movie KG (the shared subset; derived from 'movie' "
         "when not found)",
         layouts=(("ratings.dat", "kg.txt", "item_index2entity_id.txt"),),
         paper={"auc": 0.917, "acc": 0.843, "note": "paper column is full MovieLens-1M"},
+        optional=("movies.dat", "users.dat"),
+    ),
+    "ml-100k": Entry(
+        "MovieLens-100K (ratings, timestamps, genres, demographics); no KG; rating >= 4 "
+        "positive, lower known negatives",
+        layouts=(("u.data",),),
+        sources=(
+            Source("u.data", _ML100K,
+                   "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490",
+                   member="ml-100k/u.data"),
+            Source("u.item", _ML100K,
+                   "553841ebc7de3a0fd0d6b62a204ea30c1e651aacfb2814c7a6584ac52f2c5701",
+                   member="ml-100k/u.item"),
+            Source("u.user", _ML100K,
+                   "f120e114da2e8cf314fd28f99417c94ae9ddf1cb6db8ce0e4b5995d40e90e62c",
+                   member="ml-100k/u.user"),
+            Source("u.genre", _ML100K,
+                   "9757e0d3e6b298159a80dd48eaf938114690e911e39af97a76949ef1663610bb",
+                   member="ml-100k/u.genre"),
+        ),
+        optional=("u.item", "u.user", "u.genre"),
+    ),
+    "ml-100k-kg": Entry(
+        "MovieLens-100K in RecBole atomic form + Freebase KG (RecBole 1.2.1's example); "
+        "rating >= 4 positive, lower known negatives; every item kept (unlinked ones get an "
+        "entity of their own)",
+        layouts=(("ml-100k.inter", "ml-100k.kg", "ml-100k.link"),),
+        hint="these files ship inside the RecBole 1.2.1 wheel (pip download recbole==1.2.1 "
+             "--no-deps; unzip; folder recbole/dataset_example/ml-100k/): copy ml-100k.inter, "
+             "ml-100k.kg, ml-100k.link (and ml-100k.item, ml-100k.user for features) there. "
+             "sha256: .inter 4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff, "
+             ".kg 200a0636fa07c218119a42e5bac7aa3e26e3665a6f919c1b22909bd412b14779, "
+             ".link 524dca2c3d62619688ab99b3ec53ea2acb9b64d38eafec3e02bdd0dc6bb7d948",
+        optional=("ml-100k.item", "ml-100k.user"),
+    ),
+    "amazon-beauty": Entry(
+        "Amazon Beauty 5-core as processed for S3-Rec: one time-ordered sequence per user, "
+        "item attributes; no KG; every event positive",
+        layouts=(("Beauty.txt",),),
+        sources=(
+            Source("Beauty.txt", f"{_S3REC}/Beauty.txt",
+                   "226cce9c3105299ca0db9615d7d3fb32b3175e90da43100ae352599f0f0107b8"),
+            Source("Beauty_item2attributes.json", f"{_S3REC}/Beauty_item2attributes.json",
+                   "129e40f67486f6877eff0f5318cfa8530ee8ac23d8b0d1de04e1bb7a2ba0b2d4"),
+        ),
+        optional=("Beauty_item2attributes.json",),
+    ),
+    "amazon-sports": Entry(
+        "Amazon Sports and Outdoors 5-core as processed for S3-Rec: one time-ordered sequence "
+        "per user, item attributes; no KG; every event positive",
+        layouts=(("Sports_and_Outdoors.txt",),),
+        sources=(
+            Source("Sports_and_Outdoors.txt", f"{_S3REC}/Sports_and_Outdoors.txt",
+                   "2a095e0648872beb9982408958290f5d655db5be2911c3756b5446de9f0b8de2"),
+            Source("Sports_and_Outdoors_item2attributes.json",
+                   f"{_S3REC}/Sports_and_Outdoors_item2attributes.json",
+                   "7fb10733ac4f1811384a52144cdefa7fcc7536fa80a7232c5da9bd789155c34b"),
+        ),
+        optional=("Sports_and_Outdoors_item2attributes.json",),
     ),
 }
+
+_AMAZON = {"amazon-beauty": "Beauty", "amazon-sports": "Sports_and_Outdoors"}
 
 
 def list_datasets() -> list[str]:
@@ -196,6 +277,7 @@ def download(name: str) -> Path:
     dest = cache_dir() / "raw" / name
     archives: dict[str, Path] = {}
     try:
+        dest.mkdir(parents=True, exist_ok=True)
         for s in e.sources:
             target = dest / s.filename
             if target.is_file():
@@ -236,6 +318,8 @@ def _missing_message(name: str) -> str:
     for s in e.sources:
         lines.append(f"  {s.filename}: from {s.url}" + (f" (member {s.member})" if s.member
                                                          else ""))
+    if e.hint:
+        lines.append(f"  {e.hint}")
     if name == "movie-half":
         lines.append("  or provide 'movie' (MovieLens-1M): movie-half is derived from it")
     return "\n".join(lines)
@@ -250,16 +334,56 @@ def _cache_key(files: list[Path], seed: int) -> str:
     return h.hexdigest()[:16]
 
 
+def _ml1m_side_files(name: str, root: Path) -> dict[str, Path]:
+    """MovieLens-1M ``movies.dat`` / ``users.dat`` for ``movie`` / ``movie-half``: next to
+    the ratings, else in ``$KGREC_DATA/ml-1m/`` (optional; missing ones are skipped)."""
+    if name not in ("movie", "movie-half"):
+        return {}
+    dirs = [root]
+    if os.environ.get("KGREC_DATA"):
+        dirs.append(Path(os.environ["KGREC_DATA"]) / "ml-1m")
+    out = {}
+    for f in ("movies.dat", "users.dat"):
+        hit = next((d / f for d in dirs if (d / f).is_file()), None)
+        if hit is not None:
+            out[f] = hit
+    return out
+
+
+def _source_files(name: str, root: Path, layout: tuple[str, ...]) -> list[Path]:
+    """Every file a conversion reads (the cache key hashes them)."""
+    e = _entry(name)
+    extra = [root / f for f in ("kg.txt", "item_index2entity_id.txt", *e.optional)
+             if (root / f).is_file() and f not in layout]
+    side = [p for p in _ml1m_side_files(name, root).values() if p.parent != root]
+    return [root / f for f in layout] + extra + side
+
+
 def _convert(name: str, root: Path, seed: int) -> Dataset:
     if name in ("music", "movie") or (name == "book" and (root / "BX-Book-Ratings.csv")
                                       .is_file()):
-        return read_mkr_raw(root, name, seed=seed)
-    if name == "movie-half":
-        return read_mkr_raw(root, "movie", name="movie-half", seed=seed)
-    ds = read_mkr_final(root / "ratings_final.txt", root / "kg_final.txt", name=name,
-                        links=root / "item_index2entity_id.txt"
-                        if (root / "item_index2entity_id.txt").is_file() else None)
-    _attach_raw_labels(ds, root)
+        ds = read_mkr_raw(root, name, seed=seed)
+    elif name == "movie-half":
+        ds = read_mkr_raw(root, "movie", name="movie-half", seed=seed)
+    elif name == "ml-100k":
+        return read_ml100k(root, name=name, seed=seed)
+    elif name == "ml-100k-kg":
+        ds = read_recbole(root, "ml-100k", threshold=4.0, seed=seed, unlinked_items="keep")
+        ds.name = name
+        return ds
+    elif name in _AMAZON:
+        base = _AMAZON[name]
+        attrs = root / f"{base}_item2attributes.json"
+        return read_amazon(root / f"{base}.txt", attrs if attrs.is_file() else None,
+                           name=name, seed=seed)
+    else:
+        ds = read_mkr_final(root / "ratings_final.txt", root / "kg_final.txt", name=name,
+                            links=root / "item_index2entity_id.txt"
+                            if (root / "item_index2entity_id.txt").is_file() else None)
+        _attach_raw_labels(ds, root)
+    side = _ml1m_side_files(name, root)
+    if side:
+        attach_ml1m_features(ds, movies=side.get("movies.dat"), users=side.get("users.dat"))
     return ds
 
 
@@ -286,8 +410,9 @@ def _derive_movie_half(seed: int) -> Path:
     src = locate("movie") or download("movie")
     dest = cache_dir() / "raw" / "movie-half"
     dest.mkdir(parents=True, exist_ok=True)
-    for f in ("kg.txt", "item_index2entity_id.txt"):
-        shutil.copyfile(src / f, dest / f)
+    for f in ("kg.txt", "item_index2entity_id.txt", "movies.dat", "users.dat"):
+        if (src / f).is_file():
+            shutil.copyfile(src / f, dest / f)
     kept = [line for line in (src / "ratings.dat").read_text("utf-8").splitlines(True)
             if line.strip() and int(line.split("::", 1)[0]) <= 2999]
     fd, tmp = tempfile.mkstemp(dir=dest, suffix=".part")
@@ -326,9 +451,7 @@ def load_dataset(name: str, *, seed: int = 0, refresh: bool = False,
             raise FileNotFoundError(_missing_message(name))
         root = _derive_movie_half(seed) if name == "movie-half" else download(name)
     layout = next(lay for lay in e.layouts if all((root / f).is_file() for f in lay))
-    extra = [root / f for f in ("kg.txt", "item_index2entity_id.txt")
-             if (root / f).is_file() and f not in layout]
-    files = [root / f for f in layout] + extra
+    files = _source_files(name, root, layout)
     cached = cache_dir() / "converted" / f"{name}-s{seed}-{_cache_key(files, seed)}.npz"
     if cached.is_file() and not refresh:
         try:

@@ -15,6 +15,12 @@ KG:
   * items take the first entity indices; triples whose head is not an item are skipped; new
     tail entities and relations are indexed in order of first appearance.
 
+Observed events (:class:`~kgrec.data.dataset.Interactions`) are aligned to the same user and
+item vocabularies by :func:`align_interactions`: events whose user or item has no index (an
+unlinked item, a user MKR dropped) are left out. Datasets without a KG (MovieLens-100K,
+Amazon) are assembled by :func:`events_dataset`, which fixes the user vocabulary to every user
+(sorted by id), so users without a positive keep their index and their events.
+
 Deviation from the original script, on purpose: MKR skips the first line of every rating
 file (``readlines()[1:]``), which drops a real rating from MovieLens' header-less
 ``ratings.dat``. kgrec skips a header only where the format has one (the readers decide).
@@ -26,10 +32,50 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from kgrec.data.dataset import DataError, Dataset
+from kgrec.data.dataset import DataError, Dataset, Interactions
+from kgrec.data.features import FeatureTable
 from kgrec.data.sampling import PairSet, sample_negatives, unique_sorted
 
-__all__ = ["mkr_convert", "mkr_convert_kg", "mkr_convert_ratings"]
+__all__ = ["align_interactions", "events_dataset", "mkr_convert", "mkr_convert_kg",
+           "mkr_convert_ratings", "natural_vocab"]
+
+
+def natural_vocab(*values: np.ndarray) -> np.ndarray:
+    """Distinct labels of the given arrays as strings, sorted numerically when all are
+    integers (``"2" < "10"``), else lexicographically."""
+    parts = [np.asarray(v).astype(str) for v in values if len(v)]
+    if not parts:
+        return np.zeros(0, dtype=str)
+    u = pd.unique(np.concatenate(parts))
+    u = np.asarray(u, dtype=str)
+    num = pd.to_numeric(pd.Series(u), errors="coerce").to_numpy()
+    if np.isfinite(num).all() and np.array_equal(num, np.round(num)):
+        return u[np.lexsort((u, num))]
+    return np.sort(u)
+
+
+def align_interactions(
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    users_raw: np.ndarray,
+    items_raw: np.ndarray,
+    *,
+    rating: np.ndarray | None = None,
+    timestamp: np.ndarray | None = None,
+) -> Interactions:
+    """Observed events over the given vocabularies (raw label -> index), file order kept.
+
+    Events whose user or item is not in the vocabularies are dropped. ``rating`` defaults
+    to NaN, ``timestamp`` to the event's position in the input (before dropping).
+    """
+    n = len(users_raw)
+    u = pd.Index(np.asarray(user_ids, dtype=str)).get_indexer(np.asarray(users_raw).astype(str))
+    i = pd.Index(np.asarray(item_ids, dtype=str)).get_indexer(np.asarray(items_raw).astype(str))
+    keep = (u >= 0) & (i >= 0)
+    ev = Interactions.build(u, i, rating, timestamp)
+    if len(ev) != n:
+        raise ValueError("rating / timestamp must align with the events")
+    return ev if keep.all() else ev.select(keep)
 
 
 def _unique_index(values: np.ndarray, what: str, path: str | None) -> pd.Index:
@@ -54,6 +100,7 @@ def mkr_convert_ratings(
     *,
     seed: int = 0,
     links_path: str | None = None,
+    user_raw_ids: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Labelled rows from raw ratings, the MKR way.
 
@@ -62,6 +109,9 @@ def mkr_convert_ratings(
         positive: boolean per row (rating above the threshold).
         item_raw_ids: raw item ids of the linked items; position = item index.
         seed: seed of the negative draw.
+        user_raw_ids: fix the user vocabulary (position = user index; rows of other users
+            are dropped, users without a positive keep their index and get no rows). By
+            default (MKR) users are indexed by first positive row and the others dropped.
 
     Returns:
         ``ratings`` ``(n, 3)`` (user, item, label), ``known_negatives`` ``(k, 2)`` and
@@ -75,12 +125,19 @@ def mkr_convert_ratings(
     linked = codes >= 0
     u_raw, it, pos = users_raw[linked], codes[linked].astype(np.int64), positive[linked]
 
-    ucodes, user_ids = pd.factorize(u_raw[pos])
+    if user_raw_ids is None:
+        ucodes, user_ids = pd.factorize(u_raw[pos])
+        it_pos = it[pos]
+    else:
+        user_ids = _unique_index(user_raw_ids, "user id", None)
+        ucodes = user_ids.get_indexer(u_raw[pos])
+        it_pos = it[pos][ucodes >= 0]
+        ucodes = ucodes[ucodes >= 0]
     n_users = len(user_ids)
-    if n_users == 0:
+    if len(ucodes) == 0:
         raise DataError("no positive interaction with a linked item: nothing to train on",
                         path=links_path)
-    pos_pairs = _unique_pairs(ucodes.astype(np.int64), it[pos], n_items)
+    pos_pairs = _unique_pairs(ucodes.astype(np.int64), it_pos, n_items)
 
     neg_u = pd.Index(user_ids).get_indexer(u_raw[~pos])
     ok = neg_u >= 0
@@ -142,8 +199,12 @@ def mkr_convert(
     seed: int = 0,
     source_checksums: dict[str, str] | None = None,
     links_path: str | None = None,
+    rating: np.ndarray | None = None,
+    timestamp: np.ndarray | None = None,
 ) -> Dataset:
-    """Both conversions, assembled into a :class:`Dataset`."""
+    """Both conversions, assembled into a :class:`Dataset`, with the observed events
+    (``rating`` / ``timestamp`` per input row, defaults NaN / file position) of kept users
+    and linked items."""
     ratings, known_neg, user_ids = mkr_convert_ratings(
         users_raw, items_raw, positive, item_raw_ids, seed=seed, links_path=links_path
     )
@@ -167,4 +228,51 @@ def mkr_convert(
         relation_ids=relation_ids,
         source_checksums=dict(source_checksums or {}),
         meta={"conversion": "mkr", "seed": seed},
+        interactions=align_interactions(user_ids, item_raw_ids, users_raw, items_raw,
+                                        rating=rating, timestamp=timestamp),
+    )
+
+
+def events_dataset(
+    name: str,
+    *,
+    users_raw: np.ndarray,
+    items_raw: np.ndarray,
+    positive: np.ndarray,
+    item_raw_ids: np.ndarray,
+    user_raw_ids: np.ndarray | None = None,
+    rating: np.ndarray | None = None,
+    timestamp: np.ndarray | None = None,
+    item_features: FeatureTable | None = None,
+    user_features: FeatureTable | None = None,
+    seed: int = 0,
+    source_checksums: dict[str, str] | None = None,
+    where: str | None = None,
+) -> Dataset:
+    """A dataset without a KG from raw events: MKR's CTR rows (positives, known negatives,
+    as many sampled negatives per user), the events themselves, optional features.
+
+    Every user of ``user_raw_ids`` (default: all users of the events, sorted by id) keeps an
+    index; items are ``item_raw_ids`` in order. The KG is empty, ``n_relations == 0`` and
+    each item is its own entity (``item_entity == arange(n_items)``).
+    """
+    users_raw = np.asarray(users_raw).astype(str)
+    items_raw = np.asarray(items_raw).astype(str)
+    if user_raw_ids is None:
+        user_raw_ids = natural_vocab(users_raw)
+    ratings, known_neg, user_ids = mkr_convert_ratings(
+        users_raw, items_raw, positive, item_raw_ids, seed=seed, links_path=where,
+        user_raw_ids=user_raw_ids)
+    item_ids = np.asarray(item_raw_ids, dtype=str)
+    n_items = len(item_ids)
+    events = align_interactions(user_ids, item_ids, users_raw, items_raw, rating=rating,
+                                timestamp=timestamp)
+    return Dataset(
+        name=name, ratings=ratings, kg=np.zeros((0, 3), np.int64), n_users=len(user_ids),
+        n_items=n_items, n_entities=n_items, n_relations=0, item_entity=np.arange(n_items),
+        known_negatives=known_neg, user_ids=np.asarray(user_ids, str), item_ids=item_ids,
+        entity_ids=item_ids.copy(), relation_ids=np.zeros(0, dtype=str),
+        source_checksums=dict(source_checksums or {}),
+        meta={"conversion": "mkr", "seed": seed, "kg": "none"},
+        interactions=events, item_features=item_features, user_features=user_features,
     )

@@ -6,7 +6,15 @@ mapped back to what the user knows.
 
 Convention (as in MKR, Wang et al. WWW'19): items take the first entity indices, so
 ``item_entity[i] == i`` for datasets converted the MKR way; other sources may link items to
-arbitrary entities through ``item_entity``.
+arbitrary entities through ``item_entity``. A dataset without a KG (MovieLens-100K, Amazon)
+has an empty ``kg``, ``n_relations == 0`` and one entity per item (``item_entity ==
+arange(n_items)``), as a KG ablation with ``kg_ratio=0`` would.
+
+Besides MKR's CTR rows (``ratings``), a dataset keeps the observed events before any
+negative sampling (:class:`Interactions`: ratings and timestamps where the source has them)
+and categorical side features of items and users
+(:class:`~kgrec.data.features.FeatureTable`), for sequential, feature-aware and two-tower
+models.
 """
 
 from __future__ import annotations
@@ -18,7 +26,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DataError", "Dataset", "Split", "array_checksum"]
+from kgrec.data.features import FeatureTable
+
+__all__ = ["DataError", "Dataset", "Interactions", "Split", "array_checksum"]
 
 
 class DataError(ValueError):
@@ -47,6 +57,59 @@ def array_checksum(*arrays: np.ndarray) -> str:
 
 
 @dataclass
+class Interactions:
+    """Observed events, aligned arrays (before any negative sampling).
+
+    Attributes:
+        user, item: int64 indices into the dataset's user / item vocabularies.
+        rating: float64 rating of the event, NaN where the source has none.
+        timestamp: int64 time of the event; where the source has no time, the event's
+            position in its file (so ``sequences()`` keeps the file order).
+    """
+
+    user: np.ndarray
+    item: np.ndarray
+    rating: np.ndarray
+    timestamp: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.user = np.asarray(self.user, dtype=np.int64).reshape(-1)
+        self.item = np.asarray(self.item, dtype=np.int64).reshape(-1)
+        self.rating = np.asarray(self.rating, dtype=np.float64).reshape(-1)
+        self.timestamp = np.asarray(self.timestamp, dtype=np.int64).reshape(-1)
+        n = len(self.user)
+        if not (len(self.item) == len(self.rating) == len(self.timestamp) == n):
+            raise DataError("interactions: user, item, rating and timestamp lengths differ "
+                            f"({n}, {len(self.item)}, {len(self.rating)}, "
+                            f"{len(self.timestamp)})")
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+    @classmethod
+    def build(cls, user: np.ndarray, item: np.ndarray, rating: np.ndarray | None = None,
+              timestamp: np.ndarray | None = None) -> Interactions:
+        """Events with NaN ratings and file-position timestamps where not given."""
+        n = len(user)
+        return cls(user, item,
+                   np.full(n, np.nan) if rating is None else rating,
+                   np.arange(n, dtype=np.int64) if timestamp is None else timestamp)
+
+    def to_dict(self, prefix: str = "interactions.") -> dict[str, np.ndarray]:
+        return {f"{prefix}{k}": getattr(self, k) for k in ("user", "item", "rating",
+                                                            "timestamp")}
+
+    @property
+    def checksum(self) -> str:
+        return array_checksum(self.user, self.item, self.rating, self.timestamp)
+
+    def select(self, mask: np.ndarray) -> Interactions:
+        """The events where ``mask`` is true (order kept)."""
+        return Interactions(self.user[mask], self.item[mask], self.rating[mask],
+                            self.timestamp[mask])
+
+
+@dataclass
 class Dataset:
     """Labelled interactions plus a knowledge graph.
 
@@ -62,6 +125,10 @@ class Dataset:
         user_ids, item_ids, entity_ids, relation_ids: raw labels, index -> raw id (strings).
         source_checksums: sha256 of each source file the dataset was built from.
         meta: free-form provenance (conversion seed, reader, notes).
+        interactions: the observed events (ratings, timestamps) over the same vocabularies,
+            or ``None`` for a dataset built from labelled rows only.
+        item_features, user_features: categorical side features (``n_items`` / ``n_users``
+            rows), or ``None``.
     """
 
     name: str
@@ -79,6 +146,9 @@ class Dataset:
     relation_ids: np.ndarray | None = None
     source_checksums: dict[str, str] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    interactions: Interactions | None = None
+    item_features: FeatureTable | None = None
+    user_features: FeatureTable | None = None
 
     def __post_init__(self) -> None:
         self.ratings = np.asarray(self.ratings, dtype=np.int64).reshape(-1, 3)
@@ -118,6 +188,17 @@ class Dataset:
             self.item_entity.min() < 0 or self.item_entity.max() >= max(self.n_entities, 1)
         ):
             raise DataError(f"dataset {self.name!r}: item_entity points outside the entities")
+        ev = self.interactions
+        if ev is not None and len(ev):
+            if ev.user.min() < 0 or ev.user.max() >= self.n_users:
+                raise DataError(f"dataset {self.name!r}: interaction user index out of range")
+            if ev.item.min() < 0 or ev.item.max() >= self.n_items:
+                raise DataError(f"dataset {self.name!r}: interaction item index out of range")
+        for what, table, n in (("item", self.item_features, self.n_items),
+                               ("user", self.user_features, self.n_users)):
+            if table is not None and table.n_rows != n:
+                raise DataError(f"dataset {self.name!r}: {what}_features has {table.n_rows} "
+                                f"rows for {n} {what}s")
 
     # ------------------------------------------------------------------ views
     @property
@@ -125,13 +206,48 @@ class Dataset:
         """sha256 of the converted arrays: two datasets with equal checksums hold equal rows."""
         return array_checksum(self.ratings, self.kg, self.item_entity, self.known_negatives)
 
+    def checksums(self) -> dict[str, str]:
+        """``ctr``: :attr:`checksum` (unchanged definition, as published with MKR figures),
+        plus ``interactions``, ``item_features`` and ``user_features`` where present."""
+        out = {"ctr": self.checksum}
+        if self.interactions is not None:
+            out["interactions"] = self.interactions.checksum
+        for key in ("item_features", "user_features"):
+            table = getattr(self, key)
+            if table is not None:
+                out[key] = table.checksum()
+        return out
+
     @property
     def n_positives(self) -> int:
         return int(self.ratings[:, 2].sum())
 
+    def sequences(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each user's observed events in time order (ties keep file order), as CSR.
+
+        Returns ``(indptr, items, timestamps)`` with ``indptr`` of length ``n_users + 1``
+        (see :func:`kgrec.data.sequences.user_sequences`).
+        """
+        from kgrec.data.sequences import user_sequences
+
+        if self.interactions is None:
+            raise ValueError(f"dataset {self.name!r} has no observed interactions "
+                             "(built from labelled rows only)")
+        ev = self.interactions
+        return user_sequences(ev.user, ev.item, ev.timestamp, self.n_users)
+
     def stats(self) -> dict[str, Any]:
-        """Sizes and sparsity, as printed by ``kgrec datasets``."""
+        """Sizes and sparsity, as printed by ``kgrec datasets``.
+
+        ``interactions`` counts the CTR rows (positives + sampled negatives); ``events``
+        the observed events and ``avg_sequence`` their mean number per user (0 and 0.0
+        without them); ``features`` lists ``item:<field>`` / ``user:<field>`` names.
+        """
         pos = self.n_positives
+        events = len(self.interactions) if self.interactions is not None else 0
+        features = [f"{kind}:{name}" for kind, table in (("item", self.item_features),
+                                                          ("user", self.user_features))
+                    if table is not None for name in table.fields]
         return {
             "name": self.name,
             "users": self.n_users,
@@ -142,6 +258,9 @@ class Dataset:
             "relations": self.n_relations,
             "triples": len(self.kg),
             "density": pos / max(self.n_users * self.n_items, 1),
+            "events": events,
+            "avg_sequence": events / max(self.n_users, 1),
+            "features": features,
         }
 
     def to_npz(self, path: str | Path) -> None:
@@ -162,6 +281,12 @@ class Dataset:
             v = getattr(self, key)
             if v is not None:
                 arrays[key] = np.asarray(v, dtype=str)
+        if self.interactions is not None:
+            arrays.update(self.interactions.to_dict("interactions."))
+        for key in ("item_features", "user_features"):
+            table = getattr(self, key)
+            if table is not None:
+                arrays.update(table.to_dict(f"{key}."))
         header = {
             "name": self.name,
             "n_users": self.n_users,
@@ -188,7 +313,14 @@ class Dataset:
 
         with np.load(path, allow_pickle=False) as z:
             header = json.loads(str(z["header"]))
-            kwargs = {k: z[k] for k in z.files if k != "header"}
+            arrays = {k: z[k] for k in z.files if k != "header"}
+        kwargs: dict[str, Any] = {k: v for k, v in arrays.items() if "." not in k}
+        if "interactions.user" in arrays:
+            kwargs["interactions"] = Interactions(
+                *(arrays[f"interactions.{k}"] for k in ("user", "item", "rating", "timestamp")))
+        for key in ("item_features", "user_features"):
+            if f"{key}.names" in arrays:
+                kwargs[key] = FeatureTable.from_dict(arrays, f"{key}.")
         return cls(**header, **kwargs)
 
 

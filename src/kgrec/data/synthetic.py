@@ -14,7 +14,9 @@ Generative story:
 A KG-aware model can pool the sparse clicks of items that share KG neighbours and beats a
 KG-blind one: KG-MF vs plain MF, see ``tests/test_e2e.py`` and ``benchmarks/``. Raw ids look
 like real ones (``u17``, ``i42``, ``topic3``) and go through the same MKR conversion as the
-real datasets.
+real datasets. Every click is an observed event (:attr:`Dataset.interactions`) with a
+distinct timestamp: a random global order drawn from a second generator, so the CTR rows
+(and the dataset checksum) do not depend on it.
 """
 
 from __future__ import annotations
@@ -109,7 +111,9 @@ def make_synthetic(*, seed: int = 0, name: str = "synthetic", **overrides) -> Da
         relations=rels[first],
         tails=tails[first],
         seed=seed,
+        timestamp=np.random.default_rng([seed, 1]).permutation(len(users)),
     )
-    ds.meta.update({"generator": "kgrec.data.synthetic", "config": asdict(cfg)})
+    ds.meta.update({"generator": "kgrec.data.synthetic", "config": asdict(cfg),
+                    "timestamps": "random order"})
     ds.source_checksums = {"synthetic": f"generated(seed={seed})"}
     return ds
