@@ -11,9 +11,10 @@ from kgrec.data.dataset import DataError, Dataset
 from kgrec.data.split import random_split
 from kgrec.data.text import item_tokens, read_movie_titles, tokenize
 from kgrec.eval import evaluate_ctr
-from kgrec.models import build_model, model_config
+from kgrec.models import model_config
 from kgrec.models.base import TrainData
 from kgrec.models.dkn import DKN, DKNConfig, build, masked_softmax
+from kgrec.pretrain import build_model, model_inputs
 from kgrec.train.trainer import TrainConfig, Trainer
 
 
@@ -25,7 +26,8 @@ def _cfg(**kw):
 
 def _model(ds, **kw):
     torch.manual_seed(0)
-    return build(ds, _cfg(**kw))
+    cfg = _cfg(**kw)
+    return build(ds, cfg, inputs=model_inputs("dkn", ds, cfg))
 
 
 def _train_data(ds, train):

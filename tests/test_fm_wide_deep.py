@@ -6,10 +6,11 @@ import torch
 
 from kgrec.data.split import random_split
 from kgrec.data.synthetic import make_synthetic
-from kgrec.models import build_model, model_config
+from kgrec.models import model_config
 from kgrec.models.base import TrainData
 from kgrec.models.fm import FM, FMConfig, pairwise_interactions
 from kgrec.models.wide_deep import WideDeep, WideDeepConfig
+from kgrec.pretrain import build_model
 from kgrec.train.trainer import TrainConfig, Trainer, seed_everything
 
 

@@ -6,9 +6,10 @@ import torch
 
 from kgrec.data.dataset import DataError
 from kgrec.kge_run import export_embeddings
-from kgrec.models import build_model, model_config
+from kgrec.models import model_config
 from kgrec.models.base import TrainData
 from kgrec.models.kge import KGEConfig, build_kge
+from kgrec.pretrain import build_model
 from kgrec.train.optim import make_adam
 
 

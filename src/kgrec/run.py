@@ -21,8 +21,9 @@ from kgrec.configs import load_preset
 from kgrec.data.dataset import Dataset, Split
 from kgrec.data.sampling import PairSet, training_rows
 from kgrec.data.split import random_split, subsample
-from kgrec.models import MODELS, build_model, model_config, resolve_name
+from kgrec.models import MODELS, model_config, resolve_name
 from kgrec.models.base import Recommender, TrainData
+from kgrec.pretrain import build_model as build_with_inputs
 from kgrec.train.trainer import FitResult, TrainConfig, Trainer, seed_everything
 
 __all__ = ["RunConfig", "RunResult", "evaluate_run", "prepare_data", "train"]
@@ -244,7 +245,7 @@ def train(cfg: RunConfig) -> RunResult:
     data_seconds = time.perf_counter() - t0
 
     seed_everything(cfg.seed)
-    model = build_model(cfg.model, ds, model_cfg)
+    model = build_with_inputs(cfg.model, ds, model_cfg)
     batch = int(getattr(model_cfg, "batch_size", 1024))
     threads = cfg.threads or (1 if batch < 1024 else torch.get_num_threads())
     resolved = {

@@ -152,6 +152,16 @@ def resolve_name(name: str) -> str:
     return name
 
 
-def build_model(name: str, dataset: Dataset, config: Any) -> Recommender:
-    """Instantiate model ``name`` for ``dataset`` with a config from :func:`model_config`."""
-    return MODELS[resolve_name(name)].builder(dataset, config)
+def build_model(name: str, dataset: Dataset, config: Any,
+                inputs: dict[str, Any] | None = None) -> Recommender:
+    """Instantiate model ``name`` for ``dataset`` with a config from :func:`model_config`.
+
+    ``inputs``: arrays computed above the models (:func:`kgrec.pretrain.model_inputs`:
+    pre-trained KG features, title tokens ...), passed to the models whose ``build`` takes
+    them (an ``inputs`` parameter) and ignored by the others."""
+    import inspect
+
+    builder = MODELS[resolve_name(name)].builder
+    if inputs and "inputs" in inspect.signature(builder).parameters:
+        return builder(dataset, config, inputs=inputs)
+    return builder(dataset, config)

@@ -26,7 +26,7 @@ for News Recommendation"), as the MKR paper (Wang et al., WWW'19) runs it as a b
   held the DNNs at zero (the loss never left ``log 2``), so the synthetic preset turns it
   off.
 
-Entity vectors are pre-trained TransE (``kge``; :func:`kgrec.models.pretrained.
+Entity vectors are pre-trained TransE (``kge``; :func:`kgrec.pretrain.
 kge_entity_vectors`, as DKN does) and fine-tuned or frozen (``freeze_entities``); context
 vectors start as the neighbour mean of those and train the same way (DKN keeps them as a
 separate table). Word vectors start random (DKN uses word2vec on its news corpus; the MKR
@@ -404,26 +404,18 @@ class DKN(Recommender):
                      params=self.param_groups(), lr=cfg.lr, batch_size=cfg.batch_size)]
 
 
-def build(ds, cfg: DKNConfig) -> DKN:
-    """DKN for a :class:`~kgrec.data.Dataset`: item tokens, then pre-trained entity vectors
-    (``cfg.kge``, cached) and their neighbour means as context vectors."""
-    from kgrec.models.fm import _precomputed
-
-    saved = {k: _precomputed(ds, k) for k in ("word_ids", "entity_ids", "word_emb")}
-    if all(v is not None for v in saved.values()):  # a loaded run: its tokens, no KGE run
-        return DKN(n_users=ds.n_users, n_items=ds.n_items, n_entities=ds.n_entities,
-                   word_ids=saved["word_ids"], entity_ids=saved["entity_ids"],
-                   n_words=len(saved["word_emb"]), config=cfg)
-    from kgrec.data.text import item_tokens
-    from kgrec.models.pretrained import kge_entity_vectors, neighbour_mean
-
-    word_ids, entity_ids, vocab = item_tokens(ds, cfg.max_title_length)
-    if cfg.kge == "none":
-        vectors = (torch.randn(ds.n_entities, cfg.entity_dim) / cfg.entity_dim**0.5).numpy()
-    else:
-        vectors = kge_entity_vectors(ds.kg, ds.n_entities, ds.n_relations, model=cfg.kge,
-                                     dim=cfg.entity_dim, epochs=cfg.kge_epochs, seed=0)
-    context = neighbour_mean(vectors, ds.kg, np.arange(ds.n_entities), include_self=False)
+def build(ds, cfg: DKNConfig, inputs: dict | None = None) -> DKN:
+    """DKN for a :class:`~kgrec.data.Dataset` from ``inputs`` computed above the model
+    (:func:`kgrec.pretrain.model_inputs`: title tokens ``word_ids``/``entity_ids``/``n_words``,
+    pre-trained ``entity_vectors`` and their neighbour means ``context_vectors``), or a loaded
+    checkpoint's buffers (tokens and ``word_emb``; the vectors come with the state)."""
+    inputs = inputs or {}
+    if inputs.get("word_ids") is None or inputs.get("entity_ids") is None:
+        raise ValueError("DKN takes its title tokens and entity vectors as inputs: build it "
+                         "with kgrec.pretrain.build_model (as `kgrec train` does)")
+    n_words = (int(inputs["n_words"]) if inputs.get("n_words") is not None
+               else len(inputs["word_emb"]))
     return DKN(n_users=ds.n_users, n_items=ds.n_items, n_entities=ds.n_entities,
-               word_ids=word_ids, entity_ids=entity_ids, n_words=len(vocab),
-               entity_vectors=vectors, context_vectors=context, config=cfg)
+               word_ids=inputs["word_ids"], entity_ids=inputs["entity_ids"], n_words=n_words,
+               entity_vectors=inputs.get("entity_vectors"),
+               context_vectors=inputs.get("context_vectors"), config=cfg)

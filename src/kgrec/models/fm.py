@@ -4,7 +4,7 @@ Factorization machines: Rendle, "Factorization Machines with libFM", ACM TIST 3(
 Setting of the MKR paper's LibFM baseline (Wang et al., WWW'19, Sec. 4.1): the input of a
 ``(user, item)`` case is the user's one-hot id, the item's one-hot id and the item's KG
 feature, the average of the pre-trained TransR embeddings of the item's entity and its
-one-hop neighbours (:func:`kgrec.models.pretrained.neighbour_mean`). For a feature vector
+one-hop neighbours (:func:`kgrec.pretrain.neighbour_mean`). For a feature vector
 ``z`` the FM (degree 2) predicts::
 
     y(z) = w0 + sum_j w_j z_j + sum_{j<l} <v_j, v_l> z_j z_l
@@ -92,25 +92,17 @@ def _check_kg_fields(cfg) -> None:
         raise ValueError(f"use_kg must be true or false, got {cfg.use_kg!r}")
 
 
-def item_kg_features(ds, cfg) -> np.ndarray:
-    """``(n_items, kg_dim)`` float32: the mean pre-trained TransR vector of each item's entity
-    and its one-hop KG neighbours (cached TransR run; see
-    :func:`kgrec.models.pretrained.kge_entity_vectors`), z-scored per column when
-    ``cfg.standardize``. ``(n_items, 0)`` when ``cfg.use_kg`` is False."""
+def item_kg_features(ds, cfg, inputs: dict | None) -> np.ndarray:
+    """``(n_items, kg_dim)`` item KG features from ``inputs["item_features"]`` (computed
+    above the model by :func:`kgrec.pretrain.item_kg_features`, or a loaded checkpoint's);
+    ``(n_items, 0)`` when ``cfg.use_kg`` is False."""
     if not cfg.use_kg:
         return np.zeros((ds.n_items, 0), np.float32)
-    saved = _precomputed(ds, "item_features")
-    if saved is not None:  # a loaded run: the checkpoint's features, nothing retrained
-        return np.asarray(saved, np.float32)
-    from kgrec.models.pretrained import kge_entity_vectors, neighbour_mean
-
-    vectors = kge_entity_vectors(ds.kg, ds.n_entities, ds.n_relations, model="transr",
-                                 dim=int(cfg.kg_dim), epochs=int(cfg.kge_epochs),
-                                 seed=int(cfg.kge_seed))
-    x = neighbour_mean(vectors, ds.kg, ds.item_entity)
-    if getattr(cfg, "standardize", False):
-        x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-8)
-    return np.ascontiguousarray(x, dtype=np.float32)
+    if not inputs or inputs.get("item_features") is None:
+        raise ValueError("this model takes pre-trained item KG features as "
+                         "inputs['item_features']: build it with kgrec.pretrain.build_model "
+                         "(as `kgrec train` does)")
+    return np.asarray(inputs["item_features"], np.float32)
 
 
 def pairwise_interactions(v: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -236,15 +228,9 @@ class FM(Recommender):
                      batch_size=int(cfg.batch_size))]
 
 
-def build(ds, cfg: FMConfig) -> FM:
-    """An FM for a :class:`~kgrec.data.Dataset`, with the item KG features pre-trained (or
-    read from the cache) here."""
-    return FM(n_users=ds.n_users, n_items=ds.n_items, item_features=item_kg_features(ds, cfg),
-              config=cfg)
+def build(ds, cfg: FMConfig, inputs: dict | None = None) -> FM:
+    """An FM for a :class:`~kgrec.data.Dataset` and its pre-trained item KG features
+    (``inputs``, see :func:`item_kg_features`)."""
+    return FM(n_users=ds.n_users, n_items=ds.n_items,
+              item_features=item_kg_features(ds, cfg, inputs), config=cfg)
 
-
-def _precomputed(ds, name: str) -> np.ndarray | None:
-    """``ds.precomputed[name]`` where a loaded run provides it (see
-    :mod:`kgrec.retrieval.artifact`), else None."""
-    pre = getattr(ds, "precomputed", None)
-    return None if pre is None else pre.get(name)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kgrec.models.base import Recommender, Task, TrainData
-from kgrec.models.layers import glorot_embedding
+from kgrec.models.layers import entity_inputs, glorot_embedding
 
 __all__ = ["KGMF", "KGMFConfig", "build"]
 
@@ -119,15 +119,12 @@ class KGMF(Recommender):
         ]
 
 
-def build(ds, cfg: KGMFConfig) -> KGMF:
+def build(ds, cfg: KGMFConfig, inputs: dict | None = None) -> KGMF:
     """KG-MF (or plain MF) for a :class:`~kgrec.data.Dataset`."""
     model = KGMF(n_users=ds.n_users, n_items=ds.n_items, n_entities=ds.n_entities,
                  n_relations=ds.n_relations, kg=ds.kg, item_entity=ds.item_entity, config=cfg)
     if cfg.entity_init:
-        from kgrec.models.pretrained import aligned_entity_vectors
-
-        rows, vectors = aligned_entity_vectors(cfg.entity_init, ds.entity_ids, ds.n_entities,
-                                               cfg.dim)
+        rows, vectors = entity_inputs(inputs)
         with torch.no_grad():
             model.entity_emb[rows] = vectors
         model.entity_emb.requires_grad_(not cfg.freeze_entities)

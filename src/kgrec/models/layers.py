@@ -7,7 +7,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-__all__ = ["CrossCompress", "CrossStitch", "DCNCross", "Dense", "glorot_embedding"]
+__all__ = ["CrossCompress", "CrossStitch", "DCNCross", "Dense", "entity_inputs",
+           "glorot_embedding"]
 
 
 def glorot_embedding(n: int, dim: int) -> nn.Parameter:
@@ -140,3 +141,14 @@ class CrossStitch(nn.Module):
                 e0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         a = self.alpha
         return a[0, 0] * v + a[0, 1] * e, a[1, 0] * v + a[1, 1] * e
+
+
+def entity_inputs(inputs: dict | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(rows, vectors)`` of pre-trained entity vectors handed to a model's ``build``
+    (``inputs["entity_rows"]``, ``inputs["entity_vectors"]``; see
+    :func:`kgrec.pretrain.model_inputs`); a clear error where they are missing."""
+    if not inputs or inputs.get("entity_vectors") is None:
+        raise ValueError("entity_init needs the KGE run's vectors as inputs: build the model "
+                         "with kgrec.pretrain.build_model (as `kgrec train` does)")
+    return (torch.as_tensor(inputs["entity_rows"], dtype=torch.long),
+            torch.as_tensor(inputs["entity_vectors"], dtype=torch.float32))

@@ -28,7 +28,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from kgrec.models.base import Recommender, Task, TrainData
-from kgrec.models.layers import CrossCompress, CrossStitch, DCNCross, Dense, glorot_embedding
+from kgrec.models.layers import (
+    CrossCompress,
+    CrossStitch,
+    DCNCross,
+    Dense,
+    entity_inputs,
+    glorot_embedding,
+)
 
 __all__ = ["MKR", "MKRConfig", "build"]
 
@@ -410,14 +417,11 @@ class MKR(Recommender):
         return out
 
 
-def build(ds, cfg: MKRConfig) -> MKR:
+def build(ds, cfg: MKRConfig, inputs: dict | None = None) -> MKR:
     """MKR for a :class:`~kgrec.data.Dataset` (entity vectors from ``cfg.entity_init``)."""
     model = MKR(n_users=ds.n_users, n_items=ds.n_items, n_entities=ds.n_entities,
                 n_relations=ds.n_relations, item_entity=ds.item_entity, config=cfg)
     if cfg.entity_init:
-        from kgrec.models.pretrained import aligned_entity_vectors
-
-        rows, vectors = aligned_entity_vectors(cfg.entity_init, ds.entity_ids, ds.n_entities,
-                                               cfg.dim)
+        rows, vectors = entity_inputs(inputs)
         model.load_entity_vectors(rows, vectors, freeze=cfg.freeze_entities)
     return model

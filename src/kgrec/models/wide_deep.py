@@ -212,8 +212,8 @@ class WideDeep(Recommender):
                      batch_size=int(cfg.batch_size))]
 
 
-def build(ds, cfg: WideDeepConfig) -> WideDeep:
-    """Wide&Deep for a :class:`~kgrec.data.Dataset`, with the item KG features pre-trained
-    (or read from the cache) here."""
+def build(ds, cfg: WideDeepConfig, inputs: dict | None = None) -> WideDeep:
+    """Wide&Deep for a :class:`~kgrec.data.Dataset` and its pre-trained item KG features
+    (``inputs``, see :func:`kgrec.models.fm.item_kg_features`)."""
     return WideDeep(n_users=ds.n_users, n_items=ds.n_items,
-                    item_features=item_kg_features(ds, cfg), config=cfg)
+                    item_features=item_kg_features(ds, cfg, inputs), config=cfg)

@@ -246,7 +246,7 @@ def load(run_dir: str | Path) -> Artifact:
     if params.get("entity_init"):  # the checkpoint holds the trained vectors already
         params["entity_init"] = None
     name = resolved["run"]["model"]
-    model = build_model(name, data, model_config(name, params))
+    model = build_model(name, data, model_config(name, params), inputs=data.precomputed)
     model.load_state_dict(state)
     model.eval()
     return Artifact(run_dir=run_dir, model=model, config=resolved, data=data,

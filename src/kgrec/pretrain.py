@@ -1,6 +1,13 @@
-"""Sequential use of a KG (the "pre-train, then recommend" way): entity vectors from a KG
-embedding run (:func:`kgrec.kge_run.train_kge`, ``kgrec kge train``) as the initial, fixed or
-fine-tuned entity features of a recommender.
+"""Inputs computed above the models: the sequential use of a KG (the "pre-train, then
+recommend" way) and anything else a model's ``build`` takes ready-made (DKN's title tokens).
+
+Models never train another model or open a file: :func:`model_inputs` does that work for a
+model and hands the arrays to its ``build(ds, cfg, inputs=...)``; :func:`build_model` is the
+one-call convenience (what ``kgrec train`` and the tests use). A loaded run takes the same
+arrays from its checkpoint instead (:mod:`kgrec.retrieval.artifact`).
+
+Entity vectors from a KG embedding run (:func:`kgrec.kge_run.train_kge`, ``kgrec kge
+train``) as the initial, fixed or fine-tuned entity features of a recommender.
 
 Vectors are matched to the recommender's entities by their raw labels (``Dataset.entity_ids``),
 so embeddings trained on another indexing of the same graph still land on the right rows;
@@ -17,7 +24,14 @@ import torch
 
 from kgrec.data.dataset import DataError
 
-__all__ = ["aligned_entity_vectors", "kge_entity_vectors", "neighbour_mean"]
+__all__ = [
+    "aligned_entity_vectors",
+    "build_model",
+    "item_kg_features",
+    "kge_entity_vectors",
+    "model_inputs",
+    "neighbour_mean",
+]
 
 
 def aligned_entity_vectors(
@@ -133,3 +147,55 @@ def neighbour_mean(
     deg = torch.sparse.sum(adj, 1).to_dense().clamp_min(1.0)
     mean = torch.sparse.mm(adj, torch.from_numpy(vectors)) / deg.unsqueeze(1)
     return mean.numpy()[item_entity]
+
+
+def item_kg_features(ds, cfg) -> np.ndarray:
+    """``(n_items, kg_dim)`` float32: the mean pre-trained TransR vector of each item's entity
+    and its one-hop KG neighbours (cached TransR run, :func:`kge_entity_vectors`), z-scored per
+    column when ``cfg.standardize``: the MKR paper's KG input of LibFM and Wide&Deep."""
+    vectors = kge_entity_vectors(ds.kg, ds.n_entities, ds.n_relations, model="transr",
+                                 dim=int(cfg.kg_dim), epochs=int(cfg.kge_epochs),
+                                 seed=int(cfg.kge_seed))
+    x = neighbour_mean(vectors, ds.kg, ds.item_entity)
+    if getattr(cfg, "standardize", False):
+        x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-8)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _dkn_inputs(ds, cfg) -> dict[str, np.ndarray]:
+    from kgrec.data.text import item_tokens
+
+    word_ids, entity_ids, vocab = item_tokens(ds, cfg.max_title_length)
+    if cfg.kge == "none":
+        vectors = (torch.randn(ds.n_entities, cfg.entity_dim) / cfg.entity_dim**0.5).numpy()
+    else:
+        vectors = kge_entity_vectors(ds.kg, ds.n_entities, ds.n_relations, model=cfg.kge,
+                                     dim=cfg.entity_dim, epochs=cfg.kge_epochs, seed=0)
+    context = neighbour_mean(vectors, ds.kg, np.arange(ds.n_entities), include_self=False)
+    return {"word_ids": word_ids, "entity_ids": entity_ids, "n_words": np.array(len(vocab)),
+            "entity_vectors": vectors, "context_vectors": context}
+
+
+def model_inputs(name: str, ds, cfg) -> dict[str, np.ndarray]:
+    """The arrays model ``name`` takes ready-made in ``build(ds, cfg, inputs=...)``: pre-trained
+    item KG features (FM, Wide&Deep), title tokens and entity vectors (DKN), entity vectors
+    of a KGE run named by ``entity_init`` (MKR, KG-MF); empty for every other model."""
+    from kgrec.models import MODELS, resolve_name
+
+    module = MODELS[resolve_name(name)].module
+    if module in ("fm", "wide_deep"):
+        return {"item_features": item_kg_features(ds, cfg)} if cfg.use_kg else {}
+    if module == "dkn":
+        return _dkn_inputs(ds, cfg)
+    if module in ("mkr", "kgmf") and cfg.entity_init:
+        rows, vectors = aligned_entity_vectors(cfg.entity_init, ds.entity_ids, ds.n_entities,
+                                               cfg.dim)
+        return {"entity_rows": rows.numpy(), "entity_vectors": vectors.numpy()}
+    return {}
+
+
+def build_model(name: str, ds, cfg):
+    """Model ``name`` for dataset ``ds`` with its :func:`model_inputs` computed here."""
+    from kgrec.models import build_model as _build
+
+    return _build(name, ds, cfg, inputs=model_inputs(name, ds, cfg))
