@@ -35,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from kgrec.atomic import atomic_write_text
 from kgrec.eval.stats import mean_std, paired_ttest, relative_diff
 from kgrec.run import _json_default
+from kgrec.utils.io import atomic_write_text
 
 __all__ = [
     "DEFAULT_MODELS",

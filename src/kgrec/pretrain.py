@@ -119,7 +119,7 @@ def kge_entity_vectors(
     torch.random.set_rng_state(state)  # the caller's stream is not disturbed
     vectors = np.ascontiguousarray(kge.embeddings()["entity_embeddings"], dtype=np.float32)
     if cache:
-        from kgrec.atomic import atomic_write
+        from kgrec.utils.io import atomic_write
 
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda f: np.save(f, vectors, allow_pickle=False))

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from kgrec.atomic import atomic_write_text
 from kgrec.configs import load_preset
 from kgrec.data.dataset import Dataset, Split
 from kgrec.data.sampling import PairSet, training_rows
@@ -25,6 +24,7 @@ from kgrec.models import MODELS, model_config, resolve_name
 from kgrec.models.base import Recommender, TrainData
 from kgrec.pretrain import build_model as build_with_inputs
 from kgrec.train.trainer import FitResult, TrainConfig, Trainer, seed_everything
+from kgrec.utils.io import atomic_write_text
 
 __all__ = ["RunConfig", "RunResult", "evaluate_run", "prepare_data", "train"]
 

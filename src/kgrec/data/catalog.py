@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -42,6 +41,7 @@ from kgrec.data.readers import (
     read_recbole,
     read_table,
 )
+from kgrec.utils.io import atomic_write, atomic_write_text
 
 __all__ = [
     "CATALOG",
@@ -248,9 +248,9 @@ def locate(name: str) -> Path | None:
 # --------------------------------------------------------------------------- download
 def _fetch(url: str, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=60) as resp:
+
+    def stream(f) -> None:
+        with urllib.request.urlopen(url, timeout=60) as resp:
             total = int(resp.headers.get("Content-Length") or 0)
             from tqdm import tqdm
 
@@ -259,10 +259,8 @@ def _fetch(url: str, dest: Path) -> None:
                 for block in iter(lambda: resp.read(1 << 20), b""):
                     f.write(block)
                     bar.update(len(block))
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    atomic_write(dest, stream)
 
 
 def download(name: str) -> Path:
@@ -290,10 +288,7 @@ def download(name: str) -> Path:
                     if not archives[s.url].is_file():
                         _fetch(s.url, archives[s.url])
                 with zipfile.ZipFile(archives[s.url]) as z, z.open(s.member) as src:
-                    fd, tmp = tempfile.mkstemp(dir=dest, suffix=".part")
-                    with os.fdopen(fd, "wb") as out:
-                        shutil.copyfileobj(src, out)
-                    os.replace(tmp, target)
+                    atomic_write(target, lambda out, src=src: shutil.copyfileobj(src, out))
             if s.sha256 and file_sha256(target) != s.sha256:
                 bad = target.with_suffix(target.suffix + ".bad")
                 os.replace(target, bad)
@@ -415,10 +410,7 @@ def _derive_movie_half(seed: int) -> Path:
             shutil.copyfile(src / f, dest / f)
     kept = [line for line in (src / "ratings.dat").read_text("utf-8").splitlines(True)
             if line.strip() and int(line.split("::", 1)[0]) <= 2999]
-    fd, tmp = tempfile.mkstemp(dir=dest, suffix=".part")
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-        f.writelines(kept)
-    os.replace(tmp, dest / "ratings.dat")
+    atomic_write_text(dest / "ratings.dat", "".join(kept))
     return dest
 
 

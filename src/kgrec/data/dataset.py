@@ -266,8 +266,8 @@ class Dataset:
     def to_npz(self, path: str | Path) -> None:
         """Write the dataset to ``path`` (a temporary file renamed into place)."""
         import json
-        import os
-        import tempfile
+
+        from kgrec.utils.io import atomic_write
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -297,15 +297,7 @@ class Dataset:
             "meta": self.meta,
         }
         arrays["header"] = np.array(json.dumps(header))
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-        os.close(fd)
-        try:
-            with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write(path, lambda f: np.savez(f, **arrays))
 
     @classmethod
     def from_npz(cls, path: str | Path) -> Dataset:

@@ -243,7 +243,7 @@ class FeatureTable:
 
     def to_npz(self, path: str | Path) -> None:
         """Write to ``path`` (a temporary file renamed into place)."""
-        from kgrec.atomic import atomic_write
+        from kgrec.utils.io import atomic_write
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -74,7 +74,7 @@ def seen_items(ds) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    from kgrec.atomic import atomic_write
+    from kgrec.utils.io import atomic_write
 
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)

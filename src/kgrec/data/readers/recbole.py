@@ -7,8 +7,6 @@ An atomic file is TAB-separated with a header of ``name:type`` fields (``token``
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -132,17 +130,12 @@ def read_recbole(directory: str | Path, name: str, *, threshold: float | None = 
 
 
 def _write_atomic(path: Path, header: list[str], columns: list[np.ndarray]) -> None:
+    from kgrec.utils.io import atomic_write_text
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write("\t".join(header) + "\n")
-            pd.DataFrame({i: c for i, c in enumerate(columns)}).to_csv(
-                f, sep="\t", header=False, index=False, lineterminator="\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    body = pd.DataFrame({i: c for i, c in enumerate(columns)}).to_csv(
+        sep="\t", header=False, index=False, lineterminator="\n")
+    atomic_write_text(path, "\t".join(header) + "\n" + body)
 
 
 def write_recbole(ds: Dataset, directory: str | Path, name: str | None = None) -> list[Path]:

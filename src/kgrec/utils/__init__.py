@@ -1,0 +1,1 @@
+"""Small shared helpers: the one atomic write (:mod:`kgrec.utils.io`)."""
