@@ -58,7 +58,7 @@ def filtered_ranks(
     b = scores.shape[0]
     s = scores.detach().cpu().numpy()  # counting is faster in numpy; shares memory on CPU
     ar = np.arange(b)
-    tgt = np.asarray(target)
+    tgt = np.asarray(target.cpu() if isinstance(target, torch.Tensor) else target)
     s[np.isnan(s)] = -np.inf
     true = s[ar, tgt].copy()[:, None]
     # removed candidates become NaN: never greater, never equal
@@ -126,13 +126,16 @@ def link_prediction(
     order = np.argsort(triples[:, 1], kind="stable")  # blocks with few distinct relations
     ranks = {s: np.empty(len(triples), np.float64) for s in sides}
     was_training = model.training
+    device = next((p.device for p in getattr(model, "parameters", list)()),
+                  torch.device("cpu"))
     model.eval()
     try:
         with torch.no_grad():
             for start in range(0, len(triples), batch_size):
                 idx = order[start:start + batch_size]
                 blk = triples[idx]
-                h, r, t = (torch.from_numpy(np.ascontiguousarray(blk[:, j])) for j in range(3))
+                h, r, t = (torch.from_numpy(np.ascontiguousarray(blk[:, j])).to(device)
+                           for j in range(3))
                 for side in sides:
                     if side == "tail":
                         scores, target = model.score_tails(h, r), t

@@ -11,8 +11,9 @@ block of users.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,31 +66,86 @@ class TrainData:
 class Task:
     """One trainable objective of a model.
 
+    Sources, batches, losses. ``source(epoch)`` returns one of
+
+    * an ``(n, k)`` int64 array of rows (the usual case): the trainer shuffles the rows and
+      cuts them into batches of ``batch_size``; a batch is a ``LongTensor (b, k)``.
+    * a dict ``{name: (n_name, k_name) array}`` of several row sources trained *together*, summed
+      in one optimizer step (views of M2GRL with learned uncertainty weights, a two-tower
+      model's main and self-supervised losses): each source is shuffled on its own; the first
+      one sets the steps, ``ceil(n_first / batch_size)``, and every other source is cut into the
+      same number of near-equal parts, so each source is seen once per epoch; a batch is the
+      dict ``{name: LongTensor}`` and the loss weights and sums its parts::
+
+          Task("views", source=lambda e: {"ii": item_pairs, "aa": attr_pairs},
+               loss=lambda b: self.weights({"ii": self.sg(b["ii"]), "aa": self.sg(b["aa"])}),
+               params=[*self.parameters()], lr=1e-3, batch_size=1024)
+
+      (:class:`kgrec.train.losses.UncertaintyWeights` is such a ``weights``).
+    * any other iterable (a generator, typically): ready batches, streamed, never
+      materialised (10^7 random-walk skip-gram pairs ...). A batch may be a tensor, an array
+      or a tuple/list/dict of them; the trainer moves it to the device (arrays become
+      tensors) and neither shuffles nor cuts it (``batch_size`` is then informative only).
+
+    ``loss(batch)`` returns a scalar, or a dict of named scalar parts that the trainer sums
+    (and logs as ``<task>/<part>`` besides ``<task>``).
+
+    Resuming and reproducibility: a source should be a function of the epoch (seeded by it,
+    like the resampled negatives of :func:`kgrec.data.sampling.training_rows`) or draw from
+    torch's / numpy's global generators or from :attr:`rng`, whose states checkpoints keep.
+
+    Several processes (``torchrun``): every rank builds the same tasks. Array sources: each
+    global batch (the one-process batch, from the same permutation on all ranks) is split
+    into disjoint per-rank shards and the gradients averaged, so a step is the one-process
+    step. Streamed sources: every rank iterates the same stream and takes every
+    ``world_size``-th batch (rank ``r``: batches ``r, r + W, ...``), unless
+    :attr:`sharded` says the stream already yields this rank's share; an epoch ends for all
+    ranks when the first rank's share runs out.
+
     Attributes:
         name: ``rec``, ``kge`` ...
-        source: ``epoch -> (n, k)`` int64 array of rows; the trainer shuffles and batches it.
-        loss: ``LongTensor (b, k) -> scalar`` loss for one batch.
-        params: parameters this task's optimizer updates.
-        lr: learning rate of the task's Adam optimizer.
-        batch_size: rows per step.
+        source: ``epoch -> rows | {name: rows} | iterable of batches`` (see above).
+        loss: ``batch -> scalar`` (or ``{part: scalar}``) loss for one batch.
+        params: parameters this task's optimizer updates, or groups
+            ``{"params": [...], "weight_decay": w}`` (coupled L2).
+        lr: (base) learning rate of the task's optimizer.
+        batch_size: rows per step (array sources).
         every: run the task in epochs where ``epoch % every == 0``.
-        step: optional ``LongTensor (b, k) -> scalar`` that computes the same loss *and*
-            writes the parameters' ``.grad`` itself (a hand-written backward); the trainer
-            then skips autograd for this task.
+        step: optional ``batch -> scalar`` that computes the same loss *and* writes the
+            parameters' ``.grad`` itself (a hand-written backward); the trainer then skips
+            autograd for this task (gradients are still averaged across processes).
         after_step: optional callable run after every optimizer step of this task (the
             norm constraints of translational KG embeddings, for example).
+        extras: anything else a model wants to hand its callers.
+        optimizer: ``adam`` (default), ``adagrad`` or ``sgd``.
+        optimizer_kwargs: extra constructor arguments (``betas``, ``momentum`` ...).
+        rng: a private ``torch.Generator`` or ``numpy.random.Generator`` the task samples
+            from (negatives ...); checkpoints keep its state so a resumed run is exact.
+        sharded: a streamed source already yields only this process's share of the batches
+            (it reads :func:`kgrec.train.distributed.rank` / ``world_size``).
     """
 
     name: str
-    source: Callable[[int], np.ndarray]
-    loss: Callable[[torch.Tensor], torch.Tensor]
-    params: list[nn.Parameter]
+    source: Callable[[int], np.ndarray | Mapping[str, np.ndarray] | Iterable[Any]]
+    loss: Callable[[Any], torch.Tensor | Mapping[str, torch.Tensor]]
+    params: list[nn.Parameter] | list[dict[str, Any]]
     lr: float
     batch_size: int
     every: int = 1
-    step: Callable[[torch.Tensor], torch.Tensor] | None = None
+    step: Callable[[Any], torch.Tensor | Mapping[str, torch.Tensor]] | None = None
     after_step: Callable[[], None] | None = None
     extras: dict = field(default_factory=dict)
+    optimizer: str = "adam"
+    optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
+    rng: torch.Generator | np.random.Generator | None = None
+    sharded: bool = False
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "adagrad", "sgd"):
+            raise ValueError(f"task {self.name!r}: unknown optimizer {self.optimizer!r} "
+                             "(adam, adagrad or sgd)")
+        if self.every < 1 or self.batch_size < 1:
+            raise ValueError(f"task {self.name!r}: every and batch_size must be >= 1")
 
 
 class Recommender(nn.Module):

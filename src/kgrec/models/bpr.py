@@ -163,7 +163,7 @@ class BPRMF(Recommender):
         if len(rows) == 0:
             return 0.0
         x = self.raw_score(torch.from_numpy(rows[:, 0]), torch.from_numpy(rows[:, 1]))
-        a, b = fit_platt(x.double().numpy(), rows[:, 2] == 1)
+        a, b = fit_platt(x.double().cpu().numpy(), rows[:, 2] == 1)
         self.calib.copy_(torch.tensor([a, b], dtype=torch.float32))
         y = torch.from_numpy(rows[:, 2] == 1).float()
         return float(F.binary_cross_entropy_with_logits(a * x + b, y))

@@ -246,7 +246,7 @@ class ItemCF(Recommender):
                 self._fit_tables(train[~held])
                 rows = train[held]
                 s = self.raw_score(torch.from_numpy(rows[:, 0]), torch.from_numpy(rows[:, 1]))
-                a, b = fit_platt(s.double().numpy(), rows[:, 2] == 1)
+                a, b = fit_platt(s.double().cpu().numpy(), rows[:, 2] == 1)
         self._fit_tables(train)
         self.calib.copy_(torch.tensor([a, b]))
 

@@ -390,7 +390,7 @@ class MKR(Recommender):
         if cfg.kge_interval > 0 and len(data.kg):
             kg = np.asarray(data.kg, dtype=np.int64)
             # only triples whose head is an item can pass the cross & compress units
-            kg = kg[self.entity_item.numpy()[kg[:, 0]] >= 0]
+            kg = kg[self.entity_item.cpu().numpy()[kg[:, 0]] >= 0]
             if len(kg):
                 if self.kge_scorer is None:
                     kge_params = self._groups(
