@@ -47,6 +47,12 @@ def test_model_contract(name, tiny_catalog, tmp_path):
         torch.testing.assert_close(pairs, full[:, items], rtol=1e-4, atol=1e-5)
         assert torch.isfinite(full).all()
 
+    # --device cuda moves parameters and buffers; a tensor kept as a plain attribute would
+    # stay behind on the CPU (checked here since CI has no GPU)
+    for mod_name, mod in model.named_modules():
+        stray = [k for k, v in vars(mod).items() if isinstance(v, torch.Tensor) and v.numel() > 1]
+        assert not stray, f"{name}: {mod_name or 'model'}.{stray} are not buffers"
+
     art = kgrec.load(res.run_dir)
     with torch.no_grad():
         torch.testing.assert_close(art.model.score_all(users), full, rtol=1e-5, atol=1e-6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -89,22 +90,43 @@ def train(
     ks: str = typer.Option("10,20,50", help="cut-offs of recall/ndcg/hr/mrr@K (ranking)"),
     monitor: str | None = typer.Option(
         None, help="validation metric that picks the epoch (default auc, or ndcg@<min K>)"),
+    device: str = typer.Option("auto", help="auto (CUDA where available), cpu, cuda, cuda:N"),
+    optimizer: str | None = typer.Option(
+        None, help="adam, adagrad or sgd for every task (default: the model's)"),
+    lr_schedule: str = typer.Option("none", help="none, step or cosine (per epoch)"),
+    clip_norm: float | None = typer.Option(None, help="clip gradients to this L2 norm"),
+    resume: Path | None = typer.Option(
+        None, help="continue an interrupted run directory from its checkpoint (its own "
+                   "settings; --epochs, --device and -q may change)"),
 ) -> None:
-    """Train a model on a dataset (default: MKR on the built-in synthetic dataset)."""
+    """Train a model on a dataset (default: MKR on the built-in synthetic dataset).
+
+    Several processes: ``torchrun --standalone --nproc_per_node 2 -m kgrec train ...``.
+    """
     from kgrec.data.dataset import DataError
-    from kgrec.run import RunConfig
+    from kgrec.run import RunConfig, resume_config
     from kgrec.run import train as run_train
 
-    cfg = RunConfig(dataset=dataset, model=model, seed=seed, epochs=epochs, negatives=negatives,
-                    train_ratio=train_ratio, kg_ratio=kg_ratio, kg_shuffle=kg_shuffle,
-                    params=_parse_sets(set_), topk=topk, topk_users=topk_users,
-                    out=str(out) if out else None, threads=threads, progress=not quiet,
-                    protocol=protocol, monitor=monitor)
     try:
-        cfg.ks = tuple(int(k) for k in _csv(ks))
+        if resume is not None:
+            more: dict[str, Any] = {"device": device, "progress": not quiet}
+            if epochs is not None:
+                more["epochs"] = epochs
+            cfg = resume_config(resume, **more)
+        else:
+            cfg = RunConfig(dataset=dataset, model=model, seed=seed, epochs=epochs,
+                            negatives=negatives, train_ratio=train_ratio, kg_ratio=kg_ratio,
+                            kg_shuffle=kg_shuffle, params=_parse_sets(set_), topk=topk,
+                            topk_users=topk_users, out=str(out) if out else None,
+                            threads=threads, progress=not quiet, protocol=protocol,
+                            monitor=monitor, device=device, optimizer=optimizer,
+                            lr_schedule=lr_schedule, clip_norm=clip_norm,
+                            ks=tuple(int(k) for k in _csv(ks)))
         res = run_train(cfg)
     except (DataError, KeyError, ValueError, FileNotFoundError, RuntimeError) as exc:
         _fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
+        return
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports
         return
     _print_metrics(res.metrics)
     typer.echo(f"  run    {res.run_dir}/ (metrics.json, config.json, checkpoint.pt, "
@@ -164,23 +186,24 @@ def datasets(
     """List the named datasets, where they are found, and their statistics."""
     from kgrec.data import catalog
 
-    header = f"{'name':11s} {'users':>7s} {'items':>7s} {'rows':>9s} {'entities':>8s} " \
-             f"{'rels':>5s} {'triples':>8s}  source"
+    header = f"{'name':14s} {'users':>7s} {'items':>7s} {'events':>8s} {'ctr rows':>9s} " \
+             f"{'entities':>8s} {'rels':>5s} {'triples':>8s}  source"
     typer.echo(header)
     for name in catalog.list_datasets():
         where = "generated" if name == "synthetic" else catalog.locate(name)
-        row = f"{name:11s}"
+        row = f"{name:14s}"
         if stats and where is not None:
             try:
                 s = catalog.load_dataset(name).stats()
-                row += (f" {s['users']:7d} {s['items']:7d} {s['interactions']:9d} "
-                        f"{s['entities']:8d} {s['relations']:5d} {s['triples']:8d}")
+                row += (f" {s['users']:7d} {s['items']:7d} {s.get('events', 0):8d} "
+                        f"{s['interactions']:9d} {s['entities']:8d} {s['relations']:5d} "
+                        f"{s['triples']:8d}")
             except Exception as exc:  # show the problem, keep listing
                 row += f"  error: {exc}"
         else:
-            row += " " * 50
+            row += " " * 59
         typer.echo(f"{row}  {where if where is not None else 'not found (will download)'}")
-        typer.echo(f"{'':11s} {catalog.dataset_info(name)['description']}")
+        typer.echo(f"{'':14s} {catalog.dataset_info(name)['description']}")
 
 
 @app.command()
@@ -222,6 +245,7 @@ def kge_train(
         None, "--triples", help="head<TAB>relation<TAB>tail file to embed instead of a dataset"),
     threads: int | None = typer.Option(None, help="torch threads"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+    device: str = typer.Option("auto", help="auto (CUDA where available), cpu, cuda, cuda:N"),
 ) -> None:
     """Train a KG embedding model; report filtered link prediction; export the embeddings."""
     from kgrec.data.dataset import DataError
@@ -231,7 +255,7 @@ def kge_train(
                        epochs=epochs,
                        params=_parse_sets(set_), out=str(out) if out else None,
                        triples_file=str(triples) if triples else None, progress=not quiet,
-                       threads=threads)
+                       threads=threads, device=device)
     try:
         res = train_kge(cfg)
     except (DataError, KeyError, ValueError, FileNotFoundError, RuntimeError) as exc:

@@ -76,6 +76,7 @@ class KGERunConfig:
         triples_file: a ``head<TAB>relation<TAB>tail`` file of raw labels to embed instead.
         progress: show progress bars.
         threads: torch intra-op threads (None: torch's default).
+        device: ``auto`` (CUDA where available), ``cpu``, ``cuda``, ``cuda:N``.
     """
 
     dataset: str = "music"
@@ -88,6 +89,7 @@ class KGERunConfig:
     triples_file: str | None = None
     progress: bool = True
     threads: int | None = None
+    device: str = "auto"
 
 
 @dataclass
@@ -275,7 +277,7 @@ def train_kge(cfg: KGERunConfig) -> KGERunResult:
 
     trainer = Trainer(
         TrainConfig(epochs=model_cfg.epochs, seed=cfg.seed, monitor="mrr",
-                    progress=cfg.progress, threads=threads),
+                    progress=cfg.progress, threads=threads, device=cfg.device),
         evaluate=evaluate,
         checkpoint=run_dir / "checkpoint.pt",
         checkpoint_extra={"model": cfg.model, "model_params": dataclasses.asdict(model_cfg),

@@ -114,7 +114,7 @@ def kge_entity_vectors(
     def last_epoch_wins(m, rows):  # no held-out triples: keep the last epoch
         return {"auc": float(next(counter))}
 
-    Trainer(TrainConfig(epochs=epochs, seed=seed, progress=progress),
+    Trainer(TrainConfig(epochs=epochs, seed=seed, progress=progress, device="cpu"),
             evaluate=last_epoch_wins).fit(kge, data, np.zeros((0, 3), np.int64))
     torch.random.set_rng_state(state)  # the caller's stream is not disturbed
     vectors = np.ascontiguousarray(kge.embeddings()["entity_embeddings"], dtype=np.float32)

@@ -26,7 +26,7 @@ from kgrec.pretrain import build_model as build_with_inputs
 from kgrec.train.trainer import FitResult, TrainConfig, Trainer, seed_everything
 from kgrec.utils.io import atomic_write_text
 
-__all__ = ["RunConfig", "RunResult", "evaluate_run", "prepare_data", "train"]
+__all__ = ["RunConfig", "RunResult", "evaluate_run", "prepare_data", "resume_config", "train"]
 
 # dense enough for Precision@K / Recall@K curves over K = 1..100
 KS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20, 25, 30, 40, 50, 60, 70, 80, 90, 100)
@@ -65,6 +65,13 @@ class RunConfig:
         ks: cut-offs of the ranking metrics (``recall@K``, ``ndcg@K``, ``hr@K``, ``mrr@K``).
         monitor: validation metric that picks the epoch (None: ``auc`` for ``ctr``,
             ``ndcg@<first K>`` for the ranking protocols).
+        device: ``auto`` (CUDA where available), ``cpu``, ``cuda``, ``cuda:N``.
+        optimizer: ``adam``, ``adagrad`` or ``sgd`` for every task (None: the model's choice).
+        lr_schedule: ``none``, ``step`` or ``cosine`` (per epoch; see
+            :class:`~kgrec.train.trainer.TrainConfig`).
+        clip_norm: clip each task's gradient to this L2 norm (None: no clipping).
+        resume: continue this run directory's interrupted training from its checkpoint
+            (optimizer state and random generators included); the run writes into it.
     """
 
     dataset: str = "synthetic"
@@ -85,6 +92,11 @@ class RunConfig:
     protocol: str = "ctr"
     ks: tuple[int, ...] = (10, 20, 50)
     monitor: str | None = None
+    device: str = "auto"
+    optimizer: str | None = None
+    lr_schedule: str = "none"
+    clip_norm: float | None = None
+    resume: str | None = None
 
     @property
     def ranking(self) -> bool:
@@ -231,48 +243,100 @@ def _topk_users(split: Split, cfg: RunConfig) -> np.ndarray | None:
 
 
 def train(cfg: RunConfig) -> RunResult:
-    """Run one training job and write its run directory (see the README for its files)."""
+    """Run one training job and write its run directory (see the README for its files).
+
+    Under ``torchrun`` (several processes) every rank trains its shard of each batch and
+    rank 0 alone evaluates and writes the run directory; every rank returns the result.
+    """
+    from kgrec.train import distributed as dist
+
+    own_group = not dist.is_distributed() and dist.init(device=cfg.device)
+    try:
+        return _train(cfg)
+    finally:
+        if own_group:
+            dist.shutdown()
+
+
+def resume_config(run_dir: str | Path, **overrides: Any) -> RunConfig:
+    """The :class:`RunConfig` of an interrupted run, to continue it with :func:`train`
+    (``overrides``: e.g. more ``epochs``, another ``device``)."""
+    run_dir = Path(run_dir)
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; --resume takes a run directory written "
+                                "by `kgrec train`")
+    if not (run_dir / "checkpoint.pt").is_file():
+        raise FileNotFoundError(f"{run_dir / 'checkpoint.pt'}: not found; the run stopped "
+                                "before its first epoch ended, start it again instead")
+    run = json.loads(path.read_text())["run"]
+    names = {f.name for f in dataclasses.fields(RunConfig)}
+    cfg = RunConfig(**{k: v for k, v in run.items() if k in names})
+    cfg.ks = tuple(cfg.ks)
+    for k, v in overrides.items():
+        if k not in names:
+            raise KeyError(f"unknown run setting {k!r}")
+        setattr(cfg, k, v)
+    cfg.out, cfg.resume = str(run_dir), str(run_dir)
+    return cfg
+
+
+def _train(cfg: RunConfig) -> RunResult:
+    from kgrec.train import distributed as dist
+
     t_start = time.perf_counter()
+    main = dist.is_main()
     params, epochs = resolve(cfg)
     model_cfg = model_config(cfg.model, params)  # fail on a bad parameter before any work
     run_dir = Path(cfg.out) if cfg.out else Path("runs") / (
         f"{cfg.dataset}-{cfg.model}-s{cfg.seed}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     )
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(dist.broadcast_object(str(run_dir)))  # rank 0's clock names the run
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
 
     t0 = time.perf_counter()
     ds, split = prepare_data(cfg)
     data_seconds = time.perf_counter() - t0
+    if MODELS[resolve_name(cfg.model)].family == "kg" and len(ds.kg) == 0 and cfg.kg_ratio >= 1:
+        raise ValueError(f"model {cfg.model!r} needs a knowledge graph and dataset "
+                         f"{ds.name!r} has none; pick a KG dataset (music, book, movie-half, "
+                         "ml-100k-kg) or an interaction-only model (kgrec models)")
 
     seed_everything(cfg.seed)
     model = build_with_inputs(cfg.model, ds, model_cfg)
     batch = int(getattr(model_cfg, "batch_size", 1024))
-    threads = cfg.threads or (1 if batch < 1024 else torch.get_num_threads())
+    threads = cfg.threads or (1 if batch < 1024 else
+                              max(1, torch.get_num_threads() // dist.world_size()))
     resolved = {
-        "run": {**asdict(cfg), "epochs": epochs, "threads": threads},
+        "run": {**asdict(cfg), "epochs": epochs, "threads": threads,
+                "world_size": dist.world_size()},
         "model_params": dataclasses.asdict(model_cfg),
         "data": {"name": ds.name, "checksum": ds.checksum,
                  "source_checksums": ds.source_checksums, "split": split.sizes(),
                  "stats": ds.stats(), "meta": ds.meta},
     }
-    _write_json(resolved, run_dir / "config.json")
-    from kgrec.retrieval.artifact import save_artifact, save_split
+    if main:
+        _write_json(resolved, run_dir / "config.json")
+        from kgrec.retrieval.artifact import save_artifact, save_split
 
-    save_artifact(run_dir, ds)
-    save_split(run_dir, split)
+        save_artifact(run_dir, ds)
+        save_split(run_dir, split)
 
     evaluate, valid, test = _evaluation(cfg, split, ds.n_items)
     trainer = Trainer(
         TrainConfig(epochs=epochs, seed=cfg.seed, progress=cfg.progress, threads=threads,
-                    monitor=monitor_name(cfg)),
+                    monitor=monitor_name(cfg), device=cfg.device, optimizer=cfg.optimizer,
+                    lr_schedule=cfg.lr_schedule, clip_norm=cfg.clip_norm),
         evaluate=evaluate,
         checkpoint=run_dir / "checkpoint.pt",
         checkpoint_extra={"model": cfg.model, "model_params": dataclasses.asdict(model_cfg)},
     )
-    fit = trainer.fit(model, _train_data(ds, split, cfg), valid, test)
+    resume = None if cfg.resume is None else Path(cfg.resume) / "checkpoint.pt"
+    fit = trainer.fit(model, _train_data(ds, split, cfg), valid, test, resume=resume)
 
     topk, topk_seconds = None, 0.0
-    if cfg.topk and not cfg.ranking:
+    if cfg.topk and not cfg.ranking and main:
         from kgrec.eval import evaluate_topk
 
         t0 = time.perf_counter()
@@ -293,19 +357,23 @@ def train(cfg: RunConfig) -> RunResult:
             "total_seconds": time.perf_counter() - t_start,
             "peak_rss_mb": _peak_rss_mb(),
         },
+        "device": str(trainer.device),
+        "world_size": dist.world_size(),
         "data_checksum": ds.checksum,
         "source_checksums": ds.source_checksums,
         "versions": _versions(),
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    _write_json(metrics, run_dir / "metrics.json")
-    if cfg.plot:
-        try:
-            from kgrec.viz.plots import learning_curve
+    if main:
+        _write_json(metrics, run_dir / "metrics.json")
+        if cfg.plot:
+            try:
+                from kgrec.viz.plots import learning_curve
 
-            learning_curve(metrics, run_dir / "learning_curve.png")
-        except Exception as exc:  # a plot must never lose a finished run
-            print(f"warning: learning curve not written: {exc}")
+                learning_curve(metrics, run_dir / "learning_curve.png")
+            except Exception as exc:  # a plot must never lose a finished run
+                print(f"warning: learning curve not written: {exc}")
+    dist.barrier()
     return RunResult(run_dir=run_dir, metrics=metrics, model=model, fit=fit)
 
 
