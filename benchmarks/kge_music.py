@@ -53,7 +53,7 @@ def leakage(seed: int) -> dict:
     import numpy as np
 
     from kgrec.data.kg_split import split_triples
-    from kgrec.kge_run import KGERunConfig, load_triples
+    from kgrec.experiments.kge_run import KGERunConfig, load_triples
 
     data = load_triples(KGERunConfig(dataset="music"))
     split = split_triples(data.kg, seed=seed)

@@ -10,11 +10,11 @@ together, ties at the mean of the optimistic and pessimistic rank (PyKEEN's 'rea
 
 What is compared, per training seed (0, 1, 2; the split always uses seed 0):
 
-* kgrec: the run :func:`kgrec.kge_run.train_kge` makes (same seeding, model, ``Trainer`` and
-  evaluator; test at the epoch with the best validation MRR, what ``kgrec kge train``
-  reports), with the test triples also ranked after every epoch for the test at the last
-  epoch. ``train_kge`` is called once, at seed 0, where its ``metrics.json`` must agree
-  exactly with this run (its split seed is ``split_seed``, 0 by default);
+* kgrec: the run :func:`kgrec.experiments.kge_run.train_kge` makes (same seeding, model,
+  ``Trainer`` and evaluator; test at the epoch with the best validation MRR, what
+  ``kgrec kge train`` reports), with the test triples also ranked after every epoch for the
+  test at the last epoch. ``train_kge`` is called once, at seed 0, where its ``metrics.json``
+  must agree exactly with this run (its split seed is ``split_seed``, 0 by default);
 * PyKEEN trained for the same fixed number of epochs, tested at the last epoch with its own
   ``RankBasedEvaluator``; after every epoch its embeddings are also ranked with kgrec's
   evaluator (valid and test), which gives PyKEEN's test at its best validation epoch too and
@@ -50,7 +50,7 @@ from kgrec.data.catalog import load_dataset
 from kgrec.data.dataset import array_checksum
 from kgrec.data.kg_split import split_triples
 from kgrec.eval.linkpred import link_prediction
-from kgrec.kge_run import KGERunConfig, train_kge
+from kgrec.experiments.kge_run import KGERunConfig, train_kge
 from kgrec.models.base import TrainData
 from kgrec.models.kge import TransE, build_kge, kge_config
 from kgrec.train.trainer import TrainConfig, Trainer, seed_everything

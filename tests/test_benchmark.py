@@ -7,8 +7,8 @@ import pytest
 from scipy import stats
 from typer.testing import CliRunner
 
-from kgrec.benchmark import BenchmarkConfig, Job, ctr_rows, plan_jobs, topk_curves
 from kgrec.cli import app
+from kgrec.experiments.benchmark import BenchmarkConfig, Job, ctr_rows, plan_jobs, topk_curves
 
 
 def _result(model, seed, auc, acc, dataset="music", **job):

@@ -11,9 +11,9 @@ from kgrec.data.sampling import PairSet
 from kgrec.data.split import random_split
 from kgrec.models import build_model, model_config
 from kgrec.models.base import TrainData
-from kgrec.models.bpr import BPRMF, BPRConfig, sample_bpr_triples
-from kgrec.models.itemcf import ItemCF, ItemCFConfig, _ratings, item_similarities
-from kgrec.models.popularity import Popularity, PopularityConfig, fit_platt
+from kgrec.models.cf.bpr_mf import BPRMF, BPRConfig, sample_bpr_triples
+from kgrec.models.cf.item_cf import ItemCF, ItemCFConfig, _ratings, item_similarities
+from kgrec.models.cf.pop import Popularity, PopularityConfig, fit_platt
 from kgrec.train.trainer import TrainConfig, Trainer, seed_everything
 
 
@@ -277,7 +277,7 @@ def test_bpr_rejects_bad_config(bad):
 
 def test_item_cf_run_directory_restores_the_fitted_model(tmp_path):
     """``kgrec evaluate`` rebuilds an unfitted model and loads the checkpoint into it."""
-    from kgrec.run import RunConfig, evaluate_run, train
+    from kgrec.experiments.run import RunConfig, evaluate_run, train
 
     res = train(RunConfig(model="item-cf", out=str(tmp_path / "icf"), progress=False,
                           topk=False, params={"k": 20}))

@@ -9,7 +9,7 @@ from kgrec.data.split import random_split
 from kgrec.data.synthetic import make_synthetic
 from kgrec.models import build_model, model_config
 from kgrec.models.base import TrainData
-from kgrec.models.cke import CKE, CKEConfig
+from kgrec.models.kg.cke import CKE, CKEConfig
 from kgrec.train.optim import make_adam
 from kgrec.train.trainer import TrainConfig, Trainer, seed_everything
 

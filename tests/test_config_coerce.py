@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from kgrec.configs.coerce import ConfigError, build_config, coerce_value
+from kgrec.config.coerce import ConfigError, build_config, coerce_value
 from kgrec.models import MODELS, model_config, resolve_name
 from kgrec.models.kge import kge_config
 

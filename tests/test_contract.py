@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import kgrec
+from kgrec.experiments.run import RunConfig, train
 from kgrec.models import MODELS
-from kgrec.run import RunConfig, train
 
 K = 5
 

@@ -5,15 +5,15 @@ import pytest
 import torch
 
 import kgrec.data.text as text
-import kgrec.models.dkn as dkn
-from kgrec.configs import load_preset
+import kgrec.models.kg.dkn as dkn
+from kgrec.config import load_preset
 from kgrec.data.dataset import DataError, Dataset
 from kgrec.data.split import random_split
 from kgrec.data.text import item_tokens, read_movie_titles, tokenize
 from kgrec.eval import evaluate_ctr
 from kgrec.models import model_config
 from kgrec.models.base import TrainData
-from kgrec.models.dkn import DKN, DKNConfig, build, masked_softmax
+from kgrec.models.kg.dkn import DKN, DKNConfig, build, masked_softmax
 from kgrec.pretrain import build_model, model_inputs
 from kgrec.train.trainer import TrainConfig, Trainer
 

@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from kgrec.cli import app
-from kgrec.run import RunConfig, evaluate_run, train
+from kgrec.experiments.run import RunConfig, evaluate_run, train
 
 
 def _run(tmp_path, **kw):

@@ -8,8 +8,8 @@ from kgrec.data.split import random_split
 from kgrec.data.synthetic import make_synthetic
 from kgrec.models import model_config
 from kgrec.models.base import TrainData
-from kgrec.models.fm import FM, FMConfig, pairwise_interactions
-from kgrec.models.wide_deep import WideDeep, WideDeepConfig
+from kgrec.models.ctr.fm import FM, FMConfig, pairwise_interactions
+from kgrec.models.ctr.wide_deep import WideDeep, WideDeepConfig
 from kgrec.pretrain import build_model
 from kgrec.train.trainer import TrainConfig, Trainer, seed_everything
 

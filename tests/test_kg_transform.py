@@ -35,7 +35,7 @@ def test_subsample_kg():
 
 
 def test_run_applies_kg_ablations():
-    from kgrec.run import RunConfig, prepare_data
+    from kgrec.experiments.run import RunConfig, prepare_data
 
     full, _ = prepare_data(RunConfig(dataset="synthetic"))
     none, _ = prepare_data(RunConfig(dataset="synthetic", kg_ratio=0.0))

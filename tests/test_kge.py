@@ -7,7 +7,7 @@ import torch
 from typer.testing import CliRunner
 
 from kgrec.eval.linkpred import link_prediction
-from kgrec.kge_run import (
+from kgrec.experiments.kge_run import (
     KGERunConfig,
     export_embeddings,
     load_embeddings,

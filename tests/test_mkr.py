@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from kgrec.models import build_model, model_config
 from kgrec.models.base import TrainData
-from kgrec.models.mkr import MKR, MKRConfig
+from kgrec.models.kg.mkr import MKR, MKRConfig
 
 
 def _model(**kw):

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from kgrec.models import build_model, model_config
+from kgrec.models.kg.mkr import MKR, MKRConfig
 from kgrec.models.layers import CrossStitch, DCNCross
-from kgrec.models.mkr import MKR, MKRConfig
 
 
 def test_dcn_cross_formula_by_hand():

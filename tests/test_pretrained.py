@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from kgrec.data.dataset import DataError
-from kgrec.kge_run import export_embeddings
+from kgrec.experiments.kge_run import export_embeddings
 from kgrec.models import model_config
 from kgrec.models.base import TrainData
 from kgrec.models.kge import KGEConfig, build_kge

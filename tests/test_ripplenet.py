@@ -5,13 +5,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kgrec.configs import load_preset
+from kgrec.config import load_preset
 from kgrec.data.ripple import build_ripple_sets, positive_seeds, sample_positions
 from kgrec.data.split import random_split
 from kgrec.data.synthetic import make_synthetic
 from kgrec.models import build_model, model_config
 from kgrec.models.base import TrainData
-from kgrec.models.ripplenet import UPDATE_MODES, RippleNet, RippleNetConfig
+from kgrec.models.kg.ripplenet import UPDATE_MODES, RippleNet, RippleNetConfig
 from kgrec.train.trainer import TrainConfig, Trainer
 
 # Toy graph: entities 0..6, relations 0..2. Entity 2 (an item) and 5, 6 are sinks.

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from kgrec.cli import app
-from kgrec.run import RunConfig, resume_config, train
+from kgrec.experiments.run import RunConfig, resume_config, train
 
 
 def _cfg(tmp_path, name, **kw):

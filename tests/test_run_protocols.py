@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from kgrec.run import RunConfig, monitor_name, train
+from kgrec.experiments.run import RunConfig, monitor_name, train
 
 
 @pytest.mark.parametrize("protocol", ["loo", "user-split", "cold-items"])

@@ -2,7 +2,7 @@
 
 Quick start::
 
-    from kgrec.run import RunConfig, train
+    from kgrec.experiments.run import RunConfig, train
     result = train(RunConfig(dataset="music", model="mkr", seed=0))
     print(result.metrics["test"])
 

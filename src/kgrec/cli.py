@@ -104,8 +104,8 @@ def train(
     Several processes: ``torchrun --standalone --nproc_per_node 2 -m kgrec train ...``.
     """
     from kgrec.data.dataset import DataError
-    from kgrec.run import RunConfig, resume_config
-    from kgrec.run import train as run_train
+    from kgrec.experiments.run import RunConfig, resume_config
+    from kgrec.experiments.run import train as run_train
 
     try:
         if resume is not None:
@@ -140,7 +140,7 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Re-evaluate a run's best checkpoint on its validation and test splits."""
-    from kgrec.run import evaluate_run
+    from kgrec.experiments.run import evaluate_run
 
     try:
         res = evaluate_run(run_dir, topk=topk)
@@ -249,7 +249,7 @@ def kge_train(
 ) -> None:
     """Train a KG embedding model; report filtered link prediction; export the embeddings."""
     from kgrec.data.dataset import DataError
-    from kgrec.kge_run import KGERunConfig, train_kge
+    from kgrec.experiments.kge_run import KGERunConfig, train_kge
 
     cfg = KGERunConfig(dataset=dataset, model=model, seed=seed, split_seed=split_seed,
                        epochs=epochs,
@@ -324,8 +324,8 @@ def benchmark(
 ) -> None:
     """Reproduce the MKR paper's comparison: CTR table with t-tests, top-K curves, sparse
     training, KG ablations and MKR's sensitivity; writes markdown + PNG into --out-dir."""
-    from kgrec.benchmark import DEFAULT_MODELS, BenchmarkConfig, run_benchmark
     from kgrec.data.dataset import DataError
+    from kgrec.experiments.benchmark import DEFAULT_MODELS, BenchmarkConfig, run_benchmark
 
     kw: dict[str, Any] = {}
     if sparse_models:

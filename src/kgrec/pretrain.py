@@ -6,7 +6,7 @@ model and hands the arrays to its ``build(ds, cfg, inputs=...)``; :func:`build_m
 one-call convenience (what ``kgrec train`` and the tests use). A loaded run takes the same
 arrays from its checkpoint instead (:mod:`kgrec.retrieval.artifact`).
 
-Entity vectors from a KG embedding run (:func:`kgrec.kge_run.train_kge`, ``kgrec kge
+Entity vectors from a KG embedding run (:func:`kgrec.experiments.kge_run.train_kge`, ``kgrec kge
 train``) as the initial, fixed or fine-tuned entity features of a recommender.
 
 Vectors are matched to the recommender's entities by their raw labels (``Dataset.entity_ids``),
@@ -40,7 +40,8 @@ def aligned_entity_vectors(
     """Rows of the exported entity embeddings in ``source`` for this dataset's entities.
 
     Args:
-        source: a directory written by :func:`kgrec.kge_run.export_embeddings` (a KGE run).
+        source: a directory written by :func:`kgrec.experiments.kge_run.export_embeddings`
+            (a KGE run).
         entity_labels: raw label of each of the recommender's entities (None: the index).
         n_entities, dim: the recommender's entity count and embedding dimension.
 
@@ -51,7 +52,7 @@ def aligned_entity_vectors(
     Raises:
         DataError: the dimension differs, or no entity label matches.
     """
-    from kgrec.kge_run import load_embeddings
+    from kgrec.experiments.kge_run import load_embeddings
 
     emb = load_embeddings(source)
     vec = np.asarray(emb["entity_embeddings"], dtype=np.float32)
@@ -183,11 +184,11 @@ def model_inputs(name: str, ds, cfg) -> dict[str, np.ndarray]:
     from kgrec.models import MODELS, resolve_name
 
     module = MODELS[resolve_name(name)].module
-    if module in ("fm", "wide_deep"):
+    if module in ("ctr.fm", "ctr.wide_deep"):
         return {"item_features": item_kg_features(ds, cfg)} if cfg.use_kg else {}
-    if module == "dkn":
+    if module == "kg.dkn":
         return _dkn_inputs(ds, cfg)
-    if module in ("mkr", "kgmf") and cfg.entity_init:
+    if module in ("kg.mkr", "kg.kgmf") and cfg.entity_init:
         rows, vectors = aligned_entity_vectors(cfg.entity_init, ds.entity_ids, ds.n_entities,
                                                cfg.dim)
         return {"entity_rows": rows.numpy(), "entity_vectors": vectors.numpy()}

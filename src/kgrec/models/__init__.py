@@ -1,167 +1,20 @@
-"""Models and the registry the CLI and benchmarks build them from.
-
-Each model lives in its own module ``kgrec.models.<file>`` that defines a config dataclass and
-``build(dataset, config) -> Recommender``. The registry names them lazily (module and class
-names), so importing :mod:`kgrec.models` stays cheap and a model's code is imported only when
-it is used.
+"""Models, grouped by family: ``kg/`` (MKR, RippleNet, CKE, DKN, KG-MF), ``ctr/`` (FM,
+Wide&Deep on pre-trained KG features), ``cf/`` (BPR-MF, item-CF, popularity, MF), ``kge``
+(translational and bilinear KG embeddings); ``base`` holds the contract every model honours,
+``layers`` the shared building blocks and ``registry`` the one table that names them all.
 """
 
-from __future__ import annotations
-
-import importlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
-
-from kgrec.data.dataset import Dataset
 from kgrec.models.base import Recommender, Task, TrainData
-from kgrec.models.kgmf import KGMF, KGMFConfig
-from kgrec.models.mkr import MKR, MKRConfig
+from kgrec.models.registry import (
+    ALIASES,
+    KGE_SPECS,
+    MODELS,
+    REGISTRY,
+    ModelSpec,
+    build_model,
+    model_config,
+    resolve_name,
+)
 
-__all__ = [
-    "ALIASES",
-    "KGE_SPECS",
-    "KGMF",
-    "MKR",
-    "MODELS",
-    "REGISTRY",
-    "KGMFConfig",
-    "MKRConfig",
-    "ModelSpec",
-    "Recommender",
-    "Task",
-    "TrainData",
-    "build_model",
-    "model_config",
-    "resolve_name",
-]
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A registered model.
-
-    Attributes:
-        module: ``kgrec.models.<module>`` holds the config class and ``build``.
-        config: name of the config dataclass in that module.
-        preset: ``src/kgrec/configs/<preset>.toml`` with the per-dataset hyper-parameters.
-        description: one line for ``kgrec models``.
-        fixed: config fields forced for this name (variants and ablations of a model).
-        family: ``kg`` (uses the knowledge graph) or ``cf`` (interactions only).
-    """
-
-    module: str
-    config: str
-    preset: str
-    description: str
-    fixed: dict[str, Any] = field(default_factory=dict)
-    family: str = "kg"
-
-    def _module(self):
-        return importlib.import_module(f"kgrec.models.{self.module}")
-
-    @property
-    def config_class(self) -> type:
-        return getattr(self._module(), self.config)
-
-    @property
-    def builder(self) -> Callable[[Dataset, Any], Recommender]:
-        return self._module().build
-
-
-MODELS: dict[str, ModelSpec] = {
-    "mkr": ModelSpec("mkr", "MKRConfig", "mkr",
-                     "MKR, cross & compress + alternating KGE (Wang et al., WWW'19)"),
-    "mkr-1l": ModelSpec("mkr", "MKRConfig", "mkr", "MKR with one cross & compress layer",
-                        {"L": 1}),
-    "mkr-dcn": ModelSpec("mkr", "MKRConfig", "mkr",
-                         "MKR with DCN cross layers in place of cross & compress",
-                         {"unit": "dcn", "analytic_grad": False}),
-    "mkr-stitch": ModelSpec("mkr", "MKRConfig", "mkr",
-                            "MKR with cross-stitch units (four scalars) in place of c&c",
-                            {"unit": "stitch", "analytic_grad": False}),
-    "mkr-nokg": ModelSpec("mkr", "MKRConfig", "mkr",
-                          "MKR with the KGE task switched off (ablation)", {"kge_interval": 0},
-                          family="cf"),
-    "ripplenet": ModelSpec("ripplenet", "RippleNetConfig", "ripplenet",
-                           "RippleNet, preference propagation over ripple sets (CIKM'18)"),
-    "cke": ModelSpec("cke", "CKEConfig", "cke",
-                     "CKE, MF + TransR structural embeddings, joint (KDD'16)"),
-    "dkn": ModelSpec("dkn", "DKNConfig", "dkn",
-                     "DKN, knowledge-aware CNN over item text + entities (WWW'18)"),
-    "fm": ModelSpec("fm", "FMConfig", "fm",
-                    "LibFM-style FM on user, item + pre-trained TransR entity features"),
-    "wide-deep": ModelSpec("wide_deep", "WideDeepConfig", "wide_deep",
-                           "Wide&Deep on user, item + pre-trained TransR entity features"),
-    "bpr-mf": ModelSpec("bpr", "BPRConfig", "bpr", "BPR-MF, pairwise ranking MF (UAI'09)",
-                        family="cf"),
-    "item-cf": ModelSpec("itemcf", "ItemCFConfig", "itemcf",
-                         "item-based CF, adjusted cosine with shrinkage (WWW'01)",
-                         family="cf"),
-    "pop": ModelSpec("popularity", "PopularityConfig", "popularity",
-                     "most popular items (the floor of every table)", family="cf"),
-    "kgmf": ModelSpec("kgmf", "KGMFConfig", "kgmf",
-                      "MF + mean of KG neighbours (KG-aware reference)"),
-    "mf": ModelSpec("kgmf", "KGMFConfig", "kgmf", "plain MF, BCE (KG-blind twin)",
-                    {"use_kg": False}, family="cf"),
-}
-
-
-#: the KG embedding models (family ``kge``): trained by ``kgrec kge train``, built by
-#: :func:`kgrec.models.kge.build_kge`; listed here so one table names every model.
-KGE_SPECS: dict[str, ModelSpec] = {
-    name: ModelSpec("kge", "KGEConfig", name, text, family="kge")
-    for name, text in (
-        ("transe", "TransE, h + r = t (Bordes et al., NIPS'13)"),
-        ("transh", "TransH, translation on relation hyperplanes (Wang et al., AAAI'14)"),
-        ("transr", "TransR, relation-specific spaces (Lin et al., AAAI'15)"),
-        ("transd", "TransD, dynamic mapping matrices (Ji et al., ACL'15)"),
-        ("bilinear", "bilinear semantic matching, h^T M_r t (RESCAL-style, Nickel et al.)"),
-        ("distmult", "DistMult, diagonal bilinear (Yang et al., ICLR'15)"),
-    )
-}
-
-#: every model of every family, by ``-m`` name
-REGISTRY: dict[str, ModelSpec] = {**MODELS, **KGE_SPECS}
-
-#: other names users type for a model
-ALIASES: dict[str, str] = {"popularity": "pop"}
-
-
-def model_config(name: str, params: dict[str, Any]) -> Any:
-    """The model's config dataclass from ``params`` (strings from ``--set`` are converted to
-    each field's type, ranges checked; see :func:`kgrec.configs.coerce.build_config`);
-    unknown keys fail with the valid ones."""
-    from kgrec.configs.coerce import build_config
-
-    spec = MODELS[resolve_name(name)]
-    return build_config(spec.config_class, {**params, **spec.fixed}, owner=f"model {name!r}")
-
-
-def resolve_name(name: str) -> str:
-    """The registry name of ``name`` (an alias such as ``pop`` gives ``popularity``)."""
-    name = ALIASES.get(name, name)
-    if name in KGE_SPECS:
-        raise KeyError(f"{name!r} is a KG embedding model: train it with "
-                       f"`kgrec kge train -m {name}` (or use it inside MKR: "
-                       f"--set kge_scorer={name})")
-    if name not in MODELS:
-        known = sorted([*MODELS, *ALIASES])
-        raise KeyError(f"unknown model {name!r}; known: {', '.join(known)} "
-                       "(KG embeddings: `kgrec kge models`)")
-    return name
-
-
-def build_model(name: str, dataset: Dataset, config: Any,
-                inputs: dict[str, Any] | None = None) -> Recommender:
-    """Instantiate model ``name`` for ``dataset`` with a config from :func:`model_config`.
-
-    ``inputs``: arrays computed above the models (:func:`kgrec.pretrain.model_inputs`:
-    pre-trained KG features, title tokens ...), passed to the models whose ``build`` takes
-    them (an ``inputs`` parameter) and ignored by the others."""
-    import inspect
-
-    builder = MODELS[resolve_name(name)].builder
-    if inputs and "inputs" in inspect.signature(builder).parameters:
-        return builder(dataset, config, inputs=inputs)
-    return builder(dataset, config)
+__all__ = ["ALIASES", "KGE_SPECS", "MODELS", "REGISTRY", "ModelSpec", "Recommender", "Task",
+           "TrainData", "build_model", "model_config", "resolve_name"]

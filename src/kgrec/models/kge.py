@@ -18,7 +18,7 @@ translational models return ``-||.||``). The interface, shared by all of them:
 Models: TransE (Bordes et al., NIPS'13), TransH (Wang et al., AAAI'14), TransR (Lin et al.,
 AAAI'15), TransD (Ji et al., ACL'15), Bilinear / RESCAL (Nickel et al., ICML'11) and DistMult
 (Yang et al., ICLR'15). Build one with :func:`build_kge`; train and export with
-:mod:`kgrec.kge_run`; evaluate with :func:`kgrec.eval.linkpred.link_prediction`.
+:mod:`kgrec.experiments.kge_run`; evaluate with :func:`kgrec.eval.linkpred.link_prediction`.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class KGEConfig:
             family).
         l2_weight: weight of an L2 penalty on the batch's embeddings (mean over triples of
             the squared norms of the head, relation parameters and tail).
-        epochs: default run length of :func:`kgrec.kge_run.train_kge`.
+        epochs: default run length of :func:`kgrec.experiments.kge_run.train_kge`.
         filter_negatives: redraw corruptions that are true training triples.
     """
 
@@ -719,7 +719,7 @@ def _model_class(name: str) -> type[KGEModel]:
 def kge_config(name: str, params: dict[str, Any] | None = None) -> KGEConfig:
     """The config of model ``name``: dataclass defaults, then the model's preset, then
     ``params``. Unknown keys raise ``ValueError`` naming the valid ones."""
-    from kgrec.configs.coerce import build_config
+    from kgrec.config.coerce import build_config
 
     cls = _model_class(name)
     return build_config(KGEConfig, {**cls.preset, **dict(params or {})},

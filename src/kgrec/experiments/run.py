@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from kgrec.configs import load_preset
+from kgrec.config import load_preset
 from kgrec.data.dataset import Dataset, Split
 from kgrec.data.sampling import PairSet, training_rows
 from kgrec.data.split import random_split, subsample

@@ -33,9 +33,9 @@ import torch
 from kgrec.data.dataset import DataError, Split, array_checksum
 from kgrec.data.kg_split import split_triples
 from kgrec.eval.linkpred import link_prediction
+from kgrec.experiments.run import _peak_rss_mb, _versions, _write_json
 from kgrec.models.base import TrainData
 from kgrec.models.kge import KGE_MODELS, KGEModel, build_kge, kge_config
-from kgrec.run import _peak_rss_mb, _versions, _write_json
 from kgrec.train.trainer import FitResult, TrainConfig, Trainer, seed_everything
 from kgrec.utils.io import atomic_write
 

@@ -1,7 +1,7 @@
 """The MKR paper's comparison, reproduced: ``kgrec benchmark``.
 
-One benchmark is a set of training runs (:func:`kgrec.run.train`, in-process or in worker
-processes), grouped into sections:
+One benchmark is a set of training runs (:func:`kgrec.experiments.run.train`, in-process or in
+worker processes), grouped into sections:
 
 * ``ctr``: every model x dataset x seed on MKR's 6:2:2 split: AUC/ACC mean ± std, relative
   difference to MKR, a paired t-test against MKR over the same seeds, the paper's figures, and
@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from kgrec.eval.stats import mean_std, paired_ttest, relative_diff
-from kgrec.run import _json_default
+from kgrec.experiments.run import _json_default
 from kgrec.utils.io import atomic_write_text
 
 __all__ = [
@@ -173,7 +173,7 @@ class Job:
 def _epochs(cfg: BenchmarkConfig, model: str, dataset: str) -> int | None:
     if not cfg.quick:
         return None
-    from kgrec.run import RunConfig, resolve
+    from kgrec.experiments.run import RunConfig, resolve
 
     _, epochs = resolve(RunConfig(dataset=dataset, model=model))
     return min(epochs, cfg.quick_epochs)
@@ -230,7 +230,7 @@ def plan_jobs(cfg: BenchmarkConfig) -> list[Job]:
 # --------------------------------------------------------------------------- running
 def run_job(job: Job, runs_dir: str, threads: int | None) -> dict[str, Any]:
     """Train one job and return its figures (top-level, so worker processes can run it)."""
-    from kgrec.run import RunConfig, train
+    from kgrec.experiments.run import RunConfig, train
 
     cfg = RunConfig(dataset=job.dataset, model=job.model, seed=job.seed, epochs=job.epochs,
                     negatives=job.negatives, train_ratio=job.train_ratio,
@@ -398,7 +398,7 @@ def _auc_of(rs: list[dict[str, Any]]) -> tuple[float, float]:
 def write_report(cfg: BenchmarkConfig, results: list[dict[str, Any]], *,
                  wall_seconds: float | None = None) -> dict[str, Any]:
     """Write ``<name>.md``, ``<name>.json`` and the PNG plots; returns the JSON object."""
-    from kgrec.run import _versions
+    from kgrec.experiments.run import _versions
 
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -417,7 +417,8 @@ def write_report(cfg: BenchmarkConfig, results: list[dict[str, Any]], *,
                                       if cfg.quick else "") + ".",
              "",
              "Each run: `kgrec train -d <dataset> -m <model> --seed <s>` with the model's "
-             "preset (src/kgrec/configs/<model>.toml); the epoch is chosen on validation AUC. "
+             "preset (src/kgrec/config/presets/<model>.toml); the epoch is chosen on validation "
+             "AUC. "
              "Paired t-test: two-sided, test AUC of the model against MKR over the same seeds "
              "(same split and negatives). Δ = relative AUC difference to MKR.", ""]
     checksums = {}

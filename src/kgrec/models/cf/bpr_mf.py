@@ -14,7 +14,7 @@ bootstrap SGD over single triples (same objective; the trainer's optimizer).
 
 CTR logits. BPR scores are only defined up to a monotone map (the loss sees differences), so
 ``score`` returns ``a * x_ui + b`` with ``(a, b)`` a 1-D logistic regression (Platt scaling,
-:func:`kgrec.models.popularity.fit_platt`) on the labelled training rows, refitted after every
+:func:`kgrec.models.cf.pop.fit_platt`) on the labelled training rows, refitted after every
 epoch by a second task ``calib`` that trains nothing by gradient. The fit sees in-sample scores
 (the rows BPR trained on score higher than held-out positives), so its threshold leans
 slightly high; AUC and top-K do not depend on ``(a, b)`` (``a`` is kept positive).
@@ -31,7 +31,7 @@ from torch import nn
 
 from kgrec.data.sampling import PairSet
 from kgrec.models.base import Recommender, Task, TrainData
-from kgrec.models.popularity import fit_platt
+from kgrec.models.cf.pop import fit_platt
 
 __all__ = ["BPRMF", "BPRConfig", "build", "sample_bpr_triples"]
 

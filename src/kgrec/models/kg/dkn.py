@@ -70,7 +70,7 @@ _USER_GROUP = 256  # users per history-length group in score_all
 class DKNConfig:
     """Hyper-parameters of DKN (the authors' code: word/entity dim 50, filters 1, 2, 3 with
     128 each, title length 10, 30 clicks, lr 1e-3, batch 128, L2 0.01; kgrec scales the sizes
-    down for CPU, see ``configs/dkn.toml``).
+    down for CPU, see ``config/presets/dkn.toml``).
 
     Attributes:
         word_dim: word embedding size d (the space every channel is transformed into).

@@ -5,7 +5,7 @@ of a *wide* generalised linear model (memorisation) and a *deep* MLP over dense 
 (generalisation), trained jointly. As the MKR paper's baseline (Wang et al., WWW'19,
 Sec. 4.1) the input is the same as its LibFM's: user id, item id and the item's KG feature,
 the mean pre-trained TransR vector of the item's entity and its one-hop neighbours
-(:func:`kgrec.models.fm.item_kg_features`).
+(:func:`kgrec.models.ctr.fm.item_kg_features`).
 
 * wide: ``w0 + w_u + w_i + <w_x, x_i>`` (linear on the one-hot ids and the dense feature);
   with ``cross=True`` also ``<c_u, x_i>``, the cross product of the user id with the item's
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kgrec.models.base import Recommender, Task, TrainData
-from kgrec.models.fm import _check_kg_fields, feature_buffer, item_kg_features
+from kgrec.models.ctr.fm import _check_kg_fields, feature_buffer, item_kg_features
 from kgrec.models.layers import Dense, glorot_embedding
 
 __all__ = ["WideDeep", "WideDeepConfig", "build"]
@@ -214,6 +214,6 @@ class WideDeep(Recommender):
 
 def build(ds, cfg: WideDeepConfig, inputs: dict | None = None) -> WideDeep:
     """Wide&Deep for a :class:`~kgrec.data.Dataset` and its pre-trained item KG features
-    (``inputs``, see :func:`kgrec.models.fm.item_kg_features`)."""
+    (``inputs``, see :func:`kgrec.models.ctr.fm.item_kg_features`)."""
     return WideDeep(n_users=ds.n_users, n_items=ds.n_items,
                     item_features=item_kg_features(ds, cfg, inputs), config=cfg)

@@ -1,4 +1,6 @@
-"""Presets: the papers' hyper-parameters per (model, dataset), stored as TOML beside this file."""
+"""Configuration: presets (the papers' hyper-parameters per (model, dataset), stored as
+``presets/<model>.toml``, the file name being the ``-m`` name) and typed coercion of ``--set``
+values (:mod:`kgrec.config.coerce`)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ DATASET_ALIASES = {"movie-half": "movie"}
 
 def load_preset(model: str, dataset: str) -> dict[str, Any]:
     """``[default]`` of ``<model>.toml`` updated with the dataset's section (if any)."""
-    path = resources.files("kgrec.configs") / f"{model}.toml"
+    path = resources.files("kgrec.config") / "presets" / f"{model}.toml"
     if not path.is_file():
         return {}
     table = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -32,7 +32,7 @@ neighbour of ``i`` is in the history; ``eps`` shrinks a score resting on little 
 mass towards 0. An optional popularity prior ``pop_weight * log(1 + n_i)`` (``n_i`` the item's
 training positives; not part of Sarwar's method, off by default) can be added to ``s``.
 ``score`` returns ``a * s + b`` (with the prior, if any, in ``s``), ``(a, b)`` a 1-D logistic
-regression (Platt scaling, :func:`kgrec.models.popularity.fit_platt`), so that ``sigmoid``
+regression (Platt scaling, :func:`kgrec.models.cf.pop.fit_platt`), so that ``sigmoid``
 gives a usable CTR (``a > 0``: AUC and top-K do not depend on it). A training row's own
 rating enters the similarities its score rests on (with one co-rater, ``sim(i, j)`` just
 replays it), so in-sample scores are far too confident; the calibration is cross-fitted
@@ -57,7 +57,7 @@ import scipy.sparse as sp
 import torch
 
 from kgrec.models.base import Recommender, Task, TrainData
-from kgrec.models.popularity import fit_platt
+from kgrec.models.cf.pop import fit_platt
 
 __all__ = ["ItemCF", "ItemCFConfig", "build", "item_similarities"]
 

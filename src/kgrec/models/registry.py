@@ -1,0 +1,153 @@
+"""The one registry of every model, of every family.
+
+A model named ``-m NAME`` lives in ``kgrec.models.<family>.<NAME with - as _>`` (a config
+dataclass and ``build(dataset, config) -> Recommender``) and reads its presets from
+``kgrec/config/presets/NAME.toml``. Variants (``mkr-1l``, ``mkr-dcn`` ...) are a base model's
+module and preset with some config fields fixed. The registry names modules lazily, so
+importing it stays cheap and a model's code is imported only when it is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kgrec.data.dataset import Dataset
+from kgrec.models.base import Recommender
+
+__all__ = ["ALIASES", "KGE_SPECS", "MODELS", "REGISTRY", "ModelSpec", "build_model",
+           "model_config", "resolve_name"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model.
+
+    Attributes:
+        module: ``kgrec.models.<module>`` (``<family>.<name>``) holds the config class and
+            ``build``.
+        config: name of the config dataclass in that module.
+        preset: ``kgrec/config/presets/<preset>.toml``, the per-dataset hyper-parameters
+            (the ``-m`` name; a variant's base model's).
+        description: one line for ``kgrec models``.
+        fixed: config fields forced for this name (variants and ablations of a model).
+        family: ``kg`` (uses the knowledge graph) or ``cf`` (interactions only).
+    """
+
+    module: str
+    config: str
+    preset: str
+    description: str
+    fixed: dict[str, Any] = field(default_factory=dict)
+    family: str = "kg"
+
+    def _module(self):
+        return importlib.import_module(f"kgrec.models.{self.module}")
+
+    @property
+    def config_class(self) -> type:
+        return getattr(self._module(), self.config)
+
+    @property
+    def builder(self) -> Callable[[Dataset, Any], Recommender]:
+        return self._module().build
+
+
+MODELS: dict[str, ModelSpec] = {
+    "mkr": ModelSpec("kg.mkr", "MKRConfig", "mkr",
+                     "MKR, cross & compress + alternating KGE (Wang et al., WWW'19)"),
+    "mkr-1l": ModelSpec("kg.mkr", "MKRConfig", "mkr", "MKR with one cross & compress layer",
+                        {"L": 1}),
+    "mkr-dcn": ModelSpec("kg.mkr", "MKRConfig", "mkr",
+                         "MKR with DCN cross layers in place of cross & compress",
+                         {"unit": "dcn", "analytic_grad": False}),
+    "mkr-stitch": ModelSpec("kg.mkr", "MKRConfig", "mkr",
+                            "MKR with cross-stitch units (four scalars) in place of c&c",
+                            {"unit": "stitch", "analytic_grad": False}),
+    "mkr-nokg": ModelSpec("kg.mkr", "MKRConfig", "mkr",
+                          "MKR with the KGE task switched off (ablation)", {"kge_interval": 0},
+                          family="cf"),
+    "ripplenet": ModelSpec("kg.ripplenet", "RippleNetConfig", "ripplenet",
+                           "RippleNet, preference propagation over ripple sets (CIKM'18)"),
+    "cke": ModelSpec("kg.cke", "CKEConfig", "cke",
+                     "CKE, MF + TransR structural embeddings, joint (KDD'16)"),
+    "dkn": ModelSpec("kg.dkn", "DKNConfig", "dkn",
+                     "DKN, knowledge-aware CNN over item text + entities (WWW'18)"),
+    "kgmf": ModelSpec("kg.kgmf", "KGMFConfig", "kgmf",
+                      "MF + mean of KG neighbours (KG-aware reference)"),
+    "fm": ModelSpec("ctr.fm", "FMConfig", "fm",
+                    "LibFM-style FM on user, item + pre-trained TransR entity features"),
+    "wide-deep": ModelSpec("ctr.wide_deep", "WideDeepConfig", "wide-deep",
+                           "Wide&Deep on user, item + pre-trained TransR entity features"),
+    "bpr-mf": ModelSpec("cf.bpr_mf", "BPRConfig", "bpr-mf",
+                        "BPR-MF, pairwise ranking MF (UAI'09)", family="cf"),
+    "item-cf": ModelSpec("cf.item_cf", "ItemCFConfig", "item-cf",
+                         "item-based CF, adjusted cosine with shrinkage (WWW'01)",
+                         family="cf"),
+    "pop": ModelSpec("cf.pop", "PopularityConfig", "pop",
+                     "most popular items (the floor of every table)", family="cf"),
+    "mf": ModelSpec("cf.mf", "MFConfig", "mf", "plain MF, BCE (KG-blind twin of kgmf)",
+                    family="cf"),
+}
+
+
+#: the KG embedding models (family ``kge``): trained by ``kgrec kge train``, built by
+#: :func:`kgrec.models.kge.build_kge`; listed here so one table names every model.
+KGE_SPECS: dict[str, ModelSpec] = {
+    name: ModelSpec("kge", "KGEConfig", name, text, family="kge")
+    for name, text in (
+        ("transe", "TransE, h + r = t (Bordes et al., NIPS'13)"),
+        ("transh", "TransH, translation on relation hyperplanes (Wang et al., AAAI'14)"),
+        ("transr", "TransR, relation-specific spaces (Lin et al., AAAI'15)"),
+        ("transd", "TransD, dynamic mapping matrices (Ji et al., ACL'15)"),
+        ("bilinear", "bilinear semantic matching, h^T M_r t (RESCAL-style, Nickel et al.)"),
+        ("distmult", "DistMult, diagonal bilinear (Yang et al., ICLR'15)"),
+    )
+}
+
+#: every model of every family, by ``-m`` name
+REGISTRY: dict[str, ModelSpec] = {**MODELS, **KGE_SPECS}
+
+#: other names users type for a model
+ALIASES: dict[str, str] = {"popularity": "pop"}
+
+
+def model_config(name: str, params: dict[str, Any]) -> Any:
+    """The model's config dataclass from ``params`` (strings from ``--set`` are converted to
+    each field's type, ranges checked; see :func:`kgrec.config.coerce.build_config`);
+    unknown keys fail with the valid ones."""
+    from kgrec.config.coerce import build_config
+
+    spec = MODELS[resolve_name(name)]
+    return build_config(spec.config_class, {**params, **spec.fixed}, owner=f"model {name!r}")
+
+
+def resolve_name(name: str) -> str:
+    """The registry name of ``name`` (an alias such as ``pop`` gives ``popularity``)."""
+    name = ALIASES.get(name, name)
+    if name in KGE_SPECS:
+        raise KeyError(f"{name!r} is a KG embedding model: train it with "
+                       f"`kgrec kge train -m {name}` (or use it inside MKR: "
+                       f"--set kge_scorer={name})")
+    if name not in MODELS:
+        known = sorted([*MODELS, *ALIASES])
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(known)} "
+                       "(KG embeddings: `kgrec kge models`)")
+    return name
+
+
+def build_model(name: str, dataset: Dataset, config: Any,
+                inputs: dict[str, Any] | None = None) -> Recommender:
+    """Instantiate model ``name`` for ``dataset`` with a config from :func:`model_config`.
+
+    ``inputs``: arrays computed above the models (:func:`kgrec.pretrain.model_inputs`:
+    pre-trained KG features, title tokens ...), passed to the models whose ``build`` takes
+    them (an ``inputs`` parameter) and ignored by the others."""
+    import inspect
+
+    builder = MODELS[resolve_name(name)].builder
+    if inputs and "inputs" in inspect.signature(builder).parameters:
+        return builder(dataset, config, inputs=inputs)
+    return builder(dataset, config)
