@@ -1,4 +1,7 @@
+import math
+
 import numpy as np
+import pytest
 import torch
 
 from kgrec.models.layers import CrossCompress, Dense
@@ -81,3 +84,21 @@ def test_lean_adam_matches_torch_adam():
             opt.step()
     for a, b in zip(p1, p2, strict=False):
         np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), atol=1e-6)
+
+
+def test_uncertainty_weights_and_weighted_sum_by_hand():
+    from kgrec.models.losses import UncertaintyWeights, weighted_sum
+
+    w = UncertaintyWeights(["a", "b"])
+    with torch.no_grad():
+        w.log_var.copy_(torch.tensor([0.0, math.log(4.0)]))
+    losses = {"a": torch.tensor(2.0), "b": torch.tensor(8.0)}
+    # 0.5 * e^0 * 2 + 0 + 0.5 * (1/4) * 8 + 0.5 * log 4
+    total = w(losses)
+    assert total.item() == pytest.approx(1.0 + 1.0 + 0.5 * math.log(4.0))
+    assert w.weights() == pytest.approx({"a": 0.5, "b": 0.125})
+    total.backward()  # d/ds_b = -0.5 e^-s L_b + 0.5 = -1 + 0.5
+    assert w.log_var.grad.tolist() == pytest.approx([-0.5, -0.5])
+    assert float(weighted_sum(losses, {"b": 0.1})) == pytest.approx(2.0 + 0.8)
+    with pytest.raises(ValueError):
+        weighted_sum({})

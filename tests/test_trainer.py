@@ -84,7 +84,7 @@ import math  # noqa: E402
 
 import pytest  # noqa: E402
 
-from kgrec.train.losses import UncertaintyWeights  # noqa: E402
+from kgrec.models.losses import UncertaintyWeights  # noqa: E402
 from kgrec.train.optim import lr_factor  # noqa: E402
 from kgrec.train.trainer import monitor_mode  # noqa: E402
 

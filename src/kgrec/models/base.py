@@ -81,7 +81,7 @@ class Task:
                loss=lambda b: self.weights({"ii": self.sg(b["ii"]), "aa": self.sg(b["aa"])}),
                params=[*self.parameters()], lr=1e-3, batch_size=1024)
 
-      (:class:`kgrec.train.losses.UncertaintyWeights` is such a ``weights``).
+      (:class:`kgrec.models.losses.UncertaintyWeights` is such a ``weights``).
     * any other iterable (a generator, typically): ready batches, streamed, never
       materialised (10^7 random-walk skip-gram pairs ...). A batch may be a tensor, an array
       or a tuple/list/dict of them; the trainer moves it to the device (arrays become

@@ -1,5 +1,6 @@
-"""Combining several losses in one optimizer step (multi-source tasks, see
-:class:`~kgrec.models.base.Task`)."""
+"""Losses models share, and ways of combining several in one optimizer step (multi-source
+tasks, see :class:`~kgrec.models.base.Task`). They live with the models (not in ``train/``) so
+a model never imports the training layer."""
 
 from __future__ import annotations
 
