@@ -10,7 +10,7 @@ from kgrec.data.synthetic import make_synthetic
 from kgrec.models import build_model, model_config
 from kgrec.models.base import TrainData
 from kgrec.models.kg.cke import CKE, CKEConfig
-from kgrec.train.optim import make_adam
+from kgrec.train.optim import LeanAdam
 from kgrec.train.trainer import TrainConfig, Trainer, seed_everything
 
 KG = np.array([[0, 0, 5], [1, 0, 5], [2, 1, 6], [3, 1, 7], [4, 2, 8], [5, 2, 8]])
@@ -83,7 +83,7 @@ def test_joint_loss_decreases_both_terms():
     m = _model(l2_weight=1e-3)
     batch = torch.tensor([[0, 1, 1], [0, 2, 0], [1, 3, 1], [1, 0, 0], [2, 4, 1], [3, 1, 0]])
     pos, neg = m.sample_triples(32, torch.Generator().manual_seed(1))
-    opt = make_adam(list(m.parameters()), lr=0.05)
+    opt = LeanAdam(list(m.parameters()), lr=0.05)
     rec0, kge0 = (x.item() for x in m.joint_losses(batch, pos, neg))
     assert kge0 > 0
     for _ in range(30):

@@ -10,7 +10,7 @@ from kgrec.models import model_config
 from kgrec.models.base import TrainData
 from kgrec.models.kge import KGEConfig, build_kge
 from kgrec.pretrain import build_model
-from kgrec.train.optim import make_adam
+from kgrec.train.optim import LeanAdam
 
 
 def _train_data(ds):
@@ -42,7 +42,7 @@ def test_mkr_entity_init_and_freeze(exported, tiny_dataset, analytic):
     torch.testing.assert_close(m.entity_emb.detach(), expected)
     data = _train_data(ds)
     (task,) = m.tasks(data)
-    opt = make_adam(task.params, lr=0.1)
+    opt = LeanAdam(task.params, lr=0.1)
     users_before = m.user_emb.detach().clone()
     for _ in range(3):
         m.zero_grad(set_to_none=True)
@@ -71,7 +71,7 @@ def test_kgmf_entity_init_and_freeze(exported, tiny_dataset):
     torch.testing.assert_close(m.entity_emb.detach(), expected)
     data = _train_data(ds)
     (task,) = m.tasks(data)
-    opt = make_adam(task.params, lr=0.1)
+    opt = LeanAdam(task.params, lr=0.1)
     m.zero_grad(set_to_none=True)
     task.loss(torch.from_numpy(ds.ratings[:64])).backward()
     opt.step()

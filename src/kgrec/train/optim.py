@@ -23,8 +23,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "LeanAdam", "Optimizer", "lr_factor", "make_adam",
-           "make_optimizer"]
+__all__ = ["OPTIMIZERS", "SCHEDULES", "LeanAdam", "Optimizer", "lr_factor", "make_optimizer"]
 
 #: Optimizer names a :class:`~kgrec.models.base.Task` may ask for.
 OPTIMIZERS = ("adam", "adagrad", "sgd")
@@ -200,11 +199,6 @@ def make_optimizer(kind: str, params: list, *, lr: float, **kwargs: Any) -> Opti
         cls = torch.optim.Adagrad if kind == "adagrad" else torch.optim.SGD
         return cls(groups, lr=lr, **kwargs)
     raise ValueError(f"unknown optimizer {kind!r}; known: {', '.join(OPTIMIZERS)}")
-
-
-def make_adam(params: list, *, lr: float) -> LeanAdam:
-    """:class:`LeanAdam` (kept for callers of the former helper)."""
-    return LeanAdam(params, lr=lr)
 
 
 def lr_factor(

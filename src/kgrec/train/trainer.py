@@ -484,8 +484,6 @@ class Trainer:
 # ---------------------------------------------------------------------- helpers
 def _total(out: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor:
     """A loss, or the sum of a dict of loss parts."""
-    if type(out) is torch.Tensor:
-        return out
     if isinstance(out, torch.Tensor):
         return out
     vals = list(out.values())
