@@ -54,7 +54,8 @@ def _print_metrics(m: dict[str, Any]) -> None:
         elif d:  # a ranking protocol
             ks = sorted({int(k.split("@")[1]) for k in d if k.startswith("ndcg@")})
             typer.echo(f"  {name:5s}  " + "  ".join(
-                f"HR@{k} {d[f'hr@{k}']:.4f} NDCG@{k} {d[f'ndcg@{k}']:.4f}" for k in ks)
+                f"R@{k} {d[f'recall@{k}']:.4f} HR@{k} {d[f'hr@{k}']:.4f} "
+                f"NDCG@{k} {d[f'ndcg@{k}']:.4f}" for k in ks)
                 + (f"  MRR@{ks[-1]} {d[f'mrr@{ks[-1]}']:.4f}" if ks else ""))
     topk = m.get("test_topk")
     if topk:
@@ -95,6 +96,8 @@ def train(
         None, help="adam, adagrad or sgd for every task (default: the model's)"),
     lr_schedule: str = typer.Option("none", help="none, step or cosine (per epoch)"),
     clip_norm: float | None = typer.Option(None, help="clip gradients to this L2 norm"),
+    patience: int | None = typer.Option(
+        None, help="stop after N epochs without a better validation metric"),
     resume: Path | None = typer.Option(
         None, help="continue an interrupted run directory from its checkpoint (its own "
                    "settings; --epochs, --device and -q may change)"),
@@ -120,7 +123,7 @@ def train(
                             topk_users=topk_users, out=str(out) if out else None,
                             threads=threads, progress=not quiet, protocol=protocol,
                             monitor=monitor, device=device, optimizer=optimizer,
-                            lr_schedule=lr_schedule, clip_norm=clip_norm,
+                            lr_schedule=lr_schedule, clip_norm=clip_norm, patience=patience,
                             ks=tuple(int(k) for k in _csv(ks)))
         res = run_train(cfg)
     except (DataError, KeyError, ValueError, FileNotFoundError, RuntimeError) as exc:
@@ -138,14 +141,33 @@ def evaluate(
     run_dir: Path = typer.Argument(..., help="a directory written by `kgrec train`"),
     topk: bool = typer.Option(True, help="also the full-ranking top-K metrics"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    lambdas: str | None = typer.Option(
+        None, help="ComiRec's diversity-aware aggregation on the test queries for these "
+                   "lambdas, e.g. 0,0.05,0.1,0.2 (models with user/item vectors)"),
+    n: int = typer.Option(50, help="items per query for --lambdas"),
+    index: str = typer.Option("exact", help="exact, or faiss flat / ivf / hnsw (--lambdas)"),
 ) -> None:
     """Re-evaluate a run's best checkpoint on its validation and test splits."""
     from kgrec.experiments.run import evaluate_run
 
     try:
+        if lambdas is not None:
+            from kgrec.experiments.run import evaluate_run_diversity
+
+            res = evaluate_run_diversity(run_dir, [float(x) for x in _csv(lambdas)], n=n,
+                                         index=index)
+            if as_json:
+                typer.echo(json.dumps(res, indent=2))
+                return
+            typer.echo(f"{'lambda':>7s}  {'recall@' + str(n):>10s}  {'ndcg@' + str(n):>9s}  "
+                       f"{'hr@' + str(n):>7s}  {'diversity@' + str(n):>12s}")
+            for lam, d in res.items():
+                typer.echo(f"{float(lam):7.3f}  {d[f'recall@{n}']:10.4f}  {d[f'ndcg@{n}']:9.4f}"
+                           f"  {d[f'hr@{n}']:7.4f}  {d[f'diversity@{n}']:12.4f}")
+            return
         res = evaluate_run(run_dir, topk=topk)
-    except (FileNotFoundError, RuntimeError, KeyError, ValueError) as exc:
-        _fail(str(exc))
+    except (FileNotFoundError, RuntimeError, KeyError, ValueError, NotImplementedError) as exc:
+        _fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
         return
     if as_json:
         typer.echo(json.dumps(res, indent=2))
@@ -213,6 +235,7 @@ def models() -> None:
     from kgrec.models import ALIASES, REGISTRY
 
     families = {"kg": "knowledge-graph recommenders", "cf": "interaction-only baselines",
+                "seq": "sequential recall (encode the item history; --protocol loo|user-split)",
                 "kge": "KG embeddings (kgrec kge train)"}
     for fam, title in families.items():
         typer.echo(f"{title}:")
@@ -220,6 +243,50 @@ def models() -> None:
             if spec.family == fam:
                 typer.echo(f"  {name:11s} {spec.description}")
     typer.echo("aliases: " + ", ".join(f"{a} = {n}" for a, n in ALIASES.items()))
+
+
+plot_app = typer.Typer(no_args_is_help=True, help="Pictures of a trained run.")
+app.add_typer(plot_app, name="plot")
+
+
+@plot_app.command("tsne")
+def plot_tsne(
+    run_dir: Path = typer.Argument(..., help="a directory written by `kgrec train`"),
+    user: str | None = typer.Option(None, "--user", "-u",
+                                    help="raw user id whose interest vectors are drawn"),
+    out: Path | None = typer.Option(None, help="PNG path (default RUN/tsne.png)"),
+    items: int = typer.Option(3000, help="items sampled for the plot"),
+    seed: int = typer.Option(0, help="seeds the item sample and t-SNE"),
+) -> None:
+    """t-SNE of a run's item vectors coloured by category, with a user's interests."""
+    import kgrec
+    from kgrec.viz.tsne import tsne_plot
+
+    try:
+        art = kgrec.load(run_dir)
+        import numpy as np
+        import torch
+
+        with torch.no_grad():
+            vectors = art.model.item_vectors().cpu().numpy()
+            user_vecs = None
+            if user is not None:
+                from kgrec.data.split import Queries
+
+                u = art.user_index([user])
+                indptr, seen = art.seen
+                hist = seen[indptr[u[0]]:indptr[u[0] + 1]]
+                q = Queries.from_history(u, np.array([0, len(hist)]), hist)
+                user_vecs = art.model.user_vectors(torch.from_numpy(u),
+                                                   torch.from_numpy(q.history())).numpy()
+        path = tsne_plot(vectors, art.item_category, art.category_labels,
+                         out or Path(run_dir) / "tsne.png", user_vectors=user_vecs,
+                         user_label=user or "", max_items=items, seed=seed,
+                         title=f"{art.config['run']['model']} on {art.data.name}: item vectors")
+    except (FileNotFoundError, KeyError, ValueError, NotImplementedError) as exc:
+        _fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
+        return
+    typer.echo(f"wrote {path}")
 
 
 kge_app = typer.Typer(

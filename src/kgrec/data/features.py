@@ -24,7 +24,7 @@ import pandas as pd
 if TYPE_CHECKING:
     from kgrec.data.dataset import Dataset
 
-__all__ = ["FeatureField", "FeatureTable", "kg_item_features"]
+__all__ = ["CATEGORY_FIELDS", "FeatureField", "FeatureTable", "item_categories", "kg_item_features"]
 
 
 @dataclass(frozen=True)
@@ -295,3 +295,40 @@ def kg_item_features(ds: Dataset) -> FeatureTable:
         sel = by_rel[a:b]
         table.add(str(rel_labels[r]), items[sel], ent_labels[trip[sel, 2]], multi=True)
     return table
+
+
+#: fields :func:`item_categories` looks for, in this order
+CATEGORY_FIELDS = ("genre", "category", "categories", "class", "attribute")
+
+
+def item_categories(table: FeatureTable, field: str | None = None,
+                    max_share: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """One category per item, for diversity metrics and plots (ComiRec's ``CATE(i)``).
+
+    Of the item's values in ``field`` (default: the first of :data:`CATEGORY_FIELDS` the table
+    has), those held by more than ``max_share`` of all items are ignored (a root category such
+    as "Beauty" says nothing), and the most widely held of the rest is the category (ties: the
+    smaller value id). Vectorised: one lexsort.
+
+    Returns:
+        ``(codes, labels)``: ``codes[i]`` the category id of item ``i`` (``-1``: none) and
+        ``labels`` the raw label of each category id.
+    """
+    if field is None:
+        field = next((f for f in CATEGORY_FIELDS if f in table), None)
+        if field is None:
+            raise KeyError(f"no category field among {sorted(table.fields)}; name one of them")
+    fld = table.field(field)
+    n = fld.n_rows
+    item = np.repeat(np.arange(n), fld.lengths())
+    value = fld.values
+    held = np.bincount(np.unique(item * len(fld.vocab) + value) % len(fld.vocab),
+                       minlength=len(fld.vocab))
+    ok = held[value] <= max_share * n
+    item, value = item[ok], value[ok]
+    order = np.lexsort((value, -held[value], item))
+    item, value = item[order], value[order]
+    first = np.r_[True, item[1:] != item[:-1]] if len(item) else np.zeros(0, bool)
+    codes = np.full(n, -1, dtype=np.int64)
+    codes[item[first]] = value[first]
+    return codes, fld.vocab

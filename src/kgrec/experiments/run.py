@@ -72,6 +72,8 @@ class RunConfig:
         clip_norm: clip each task's gradient to this L2 norm (None: no clipping).
         resume: continue this run directory's interrupted training from its checkpoint
             (optimizer state and random generators included); the run writes into it.
+        patience: stop after this many epochs without a better validation metric (None: run
+            every epoch).
     """
 
     dataset: str = "synthetic"
@@ -97,6 +99,7 @@ class RunConfig:
     lr_schedule: str = "none"
     clip_norm: float | None = None
     resume: str | None = None
+    patience: int | None = None
 
     @property
     def ranking(self) -> bool:
@@ -327,7 +330,8 @@ def _train(cfg: RunConfig) -> RunResult:
     trainer = Trainer(
         TrainConfig(epochs=epochs, seed=cfg.seed, progress=cfg.progress, threads=threads,
                     monitor=monitor_name(cfg), device=cfg.device, optimizer=cfg.optimizer,
-                    lr_schedule=cfg.lr_schedule, clip_norm=cfg.clip_norm),
+                    lr_schedule=cfg.lr_schedule, clip_norm=cfg.clip_norm,
+                    patience=cfg.patience),
         evaluate=evaluate,
         checkpoint=run_dir / "checkpoint.pt",
         checkpoint_extra={"model": cfg.model, "model_params": dataclasses.asdict(model_cfg)},
@@ -399,3 +403,22 @@ def evaluate_run(run_dir: str | Path, *, topk: bool = True) -> dict[str, Any]:
         out["test_topk"] = evaluate_topk(art.model, split.train, split.test, n_items=art.n_items,
                                          ks=KS, users=_topk_users(split, cfg))
     return out
+
+
+def evaluate_run_diversity(run_dir: str | Path, lambdas: list[float], *, n: int = 50,
+                           index: str = "exact") -> dict[str, dict[str, float]]:
+    """ComiRec's accuracy/diversity trade-off of a run on its test queries
+    (:func:`kgrec.eval.diversity.evaluate_diversity`), from the run directory alone."""
+    from kgrec.eval.diversity import evaluate_diversity
+    from kgrec.retrieval.artifact import load, load_split
+
+    art = load(run_dir)
+    if art.item_category is None:
+        raise ValueError(f"{run_dir}: the run's data has no item category field, which "
+                         "diversity needs")
+    split = load_split(run_dir)
+    if split.test_queries is None:
+        raise ValueError(f"{run_dir}: trained with --protocol ctr; diversity needs a ranking "
+                         "protocol (loo, user-split, cold-items)")
+    return evaluate_diversity(art.model, split.test_queries, art.item_category,
+                              lambdas=lambdas, n=n, index=index)

@@ -33,7 +33,8 @@ class ModelSpec:
             (the ``-m`` name; a variant's base model's).
         description: one line for ``kgrec models``.
         fixed: config fields forced for this name (variants and ablations of a model).
-        family: ``kg`` (uses the knowledge graph) or ``cf`` (interactions only).
+        family: ``kg`` (uses the knowledge graph), ``cf`` (interactions only), ``seq``
+            (encodes the item history: sequential recall) or ``kge``.
     """
 
     module: str
@@ -90,6 +91,19 @@ MODELS: dict[str, ModelSpec] = {
                      "most popular items (the floor of every table)", family="cf"),
     "mf": ModelSpec("cf.mf", "MFConfig", "mf", "plain MF, BCE (KG-blind twin of kgmf)",
                     family="cf"),
+    "youtubednn": ModelSpec("sequential.youtubednn", "YouTubeDNNConfig", "youtubednn",
+                            "YouTubeDNN, mean-pooled history + MLP (RecSys'16)", family="seq"),
+    "gru4rec": ModelSpec("sequential.gru4rec", "GRU4RecConfig", "gru4rec",
+                         "GRU4Rec, GRU over the history, CE over all items (ICLR'16)",
+                         family="seq"),
+    "sasrec": ModelSpec("sequential.sasrec", "SASRecConfig", "sasrec",
+                        "SASRec, causal self-attention (ICDM'18)", family="seq"),
+    "mind": ModelSpec("sequential.mind", "MINDConfig", "mind",
+                      "MIND, multi-interest dynamic routing (CIKM'19)", family="seq"),
+    "comirec-dr": ModelSpec("sequential.comirec_dr", "ComiRecDRConfig", "comirec-dr",
+                            "ComiRec-DR, multi-interest dynamic routing (KDD'20)", family="seq"),
+    "comirec-sa": ModelSpec("sequential.comirec_sa", "ComiRecSAConfig", "comirec-sa",
+                            "ComiRec-SA, multi-interest self-attention (KDD'20)", family="seq"),
 }
 
 

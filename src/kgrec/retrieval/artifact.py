@@ -94,6 +94,13 @@ def save_artifact(run_dir: str | Path, ds) -> Path:
         v = getattr(ds, key, None)
         if v is not None:
             arrays[key] = np.asarray(v, dtype=str)
+    table = getattr(ds, "item_features", None)
+    if table is not None:  # one category per item, for diversity metrics and plots
+        from kgrec.data.features import CATEGORY_FIELDS, item_categories
+
+        if any(f in table for f in CATEGORY_FIELDS):
+            codes, labels = item_categories(table)
+            arrays["item_category"], arrays["category_labels"] = codes, labels
     path = Path(run_dir) / "artifact.npz"
     _savez(path, arrays)
     return path
@@ -143,6 +150,9 @@ class Artifact:
         config: the run's resolved ``config.json``.
         data: the :class:`ArtifactData` skeleton (sizes, KG, raw ids).
         seen: ``(indptr, items)`` every user's known items, oldest first.
+        item_category: ``(n_items,)`` one category id per item (``-1``: none; see
+            :func:`kgrec.data.features.item_categories`), None where the data has no
+            category field; ``category_labels`` their raw labels.
     """
 
     run_dir: Path
@@ -150,6 +160,8 @@ class Artifact:
     config: dict[str, Any]
     data: ArtifactData
     seen: tuple[np.ndarray, np.ndarray]
+    item_category: np.ndarray | None = None
+    category_labels: np.ndarray | None = None
 
     @property
     def n_users(self) -> int:
@@ -250,4 +262,6 @@ def load(run_dir: str | Path) -> Artifact:
     model.load_state_dict(state)
     model.eval()
     return Artifact(run_dir=run_dir, model=model, config=resolved, data=data,
-                    seen=(a["seen_indptr"], a["seen_items"]))
+                    seen=(a["seen_indptr"], a["seen_items"]),
+                    item_category=a.get("item_category"),
+                    category_labels=a.get("category_labels"))

@@ -33,15 +33,20 @@ def learning_curve(metrics: dict[str, Any], path: str | Path) -> Path:
     if ax1.get_legend_handles_labels()[0]:
         ax1.legend()
     ax1.grid(alpha=0.3)
-    for key in ("auc", "acc"):
+    first = hist[0]["valid"] if hist else {}
+    keys = [k for k in ("auc", "acc") if k in first]
+    if not keys:  # a ranking protocol: HR and NDCG at the smallest cut-off
+        ks = sorted(int(k.split("@")[1]) for k in first if k.startswith("ndcg@"))
+        keys = [f"hr@{ks[0]}", f"ndcg@{ks[0]}"] if ks else []
+    for key in keys:
         ax2.plot(epochs, [h["valid"].get(key) for h in hist], marker="o", label=f"valid {key}")
     best = metrics.get("best_epoch")
     if best is not None and best >= 0:
         ax2.axvline(best, color="grey", ls="--", label=f"best epoch {best}")
     test = metrics.get("test") or {}
-    if "auc" in test:
-        ax2.scatter([best], [test["auc"]], color="red", zorder=3,
-                    label=f"test auc {test['auc']:.4f}")
+    if keys and keys[0] in test:
+        ax2.scatter([best], [test[keys[0]]], color="red", zorder=3,
+                    label=f"test {keys[0]} {test[keys[0]]:.4f}")
     ax2.set_xlabel("epoch")
     ax2.legend()
     ax2.grid(alpha=0.3)
