@@ -211,3 +211,37 @@ def test_score_queries_is_the_best_interest_and_unseen_users_are_served():
         # a longer padding on the left changes nothing
         wide = torch.cat([torch.full((2, 3), -1), hist], 1)
         torch.testing.assert_close(model.score_queries(torch.tensor([0, 99]), wide), s)
+
+
+def test_cli_diversity_and_tsne_on_a_user_split_run(tmp_path, monkeypatch, tiny_dataset):
+    import dataclasses
+    import json
+
+    from typer.testing import CliRunner
+
+    import kgrec.data.catalog as catalog
+    from kgrec.cli import app
+    from kgrec.data.features import FeatureTable
+
+    table = FeatureTable(tiny_dataset.n_items)
+    items = np.arange(tiny_dataset.n_items)
+    table.add("genre", items, np.array([f"g{i % 5}" for i in items]), multi=False)
+    ds = dataclasses.replace(tiny_dataset, item_features=table)
+    monkeypatch.setattr(catalog, "load_dataset", lambda name, seed=0, **kw: ds)
+    run = tmp_path / "run"
+    runner = CliRunner()
+    r = runner.invoke(app, ["train", "-d", "tiny", "-m", "comirec-sa", "--protocol",
+                            "user-split", "--epochs", "1", "--set", "dim=8", "--ks", "5,10",
+                            "-q", "--out", str(run)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["evaluate", str(run), "--lambdas", "0,0.5", "--n", "10", "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    assert res["0.5"]["diversity@10"] >= res["0.0"]["diversity@10"]
+    assert 0 <= res["0.0"]["recall@10"] <= 1
+    import kgrec
+
+    user = kgrec.load(run).user_labels[0]
+    r = runner.invoke(app, ["plot", "tsne", str(run), "-u", str(user), "--items", "40"])
+    assert r.exit_code == 0, r.output
+    assert (run / "tsne.png").stat().st_size > 1000
