@@ -48,7 +48,7 @@ PLANS = {
     "default": [
         *[("amazon-beauty", "user-split", m, 3) for m in ("youtubednn", "comirec-sa",
                                                           "comirec-dr")],
-        ("amazon-beauty", "user-split", "mind", 1),
+        *[("amazon-beauty", "user-split", m, 1) for m in ("mind", "pop", "gru4rec", "sasrec")],
         ("amazon-beauty", "loo", "pop", 1),
         *[("amazon-beauty", "loo", m, 3) for m in ("gru4rec", "sasrec")],
         *[("amazon-sports", "loo", m, 1) for m in ("pop", "gru4rec", "sasrec")],
