@@ -10,10 +10,12 @@ import pytest
 from kgrec.experiments.run import RunConfig, monitor_name, train
 
 
-@pytest.mark.parametrize("protocol", ["loo", "user-split", "cold-items"])
-def test_ranking_protocol_writes_named_metrics(tmp_path, protocol):
-    cfg = RunConfig(dataset="synthetic", model="bpr-mf", epochs=2, protocol=protocol,
-                    out=str(tmp_path / protocol), progress=False, plot=False)
+@pytest.mark.parametrize(("protocol", "model"), [("loo", "bpr-mf"), ("user-split", "gru4rec"),
+                                               ("cold-items", "bpr-mf")])
+def test_ranking_protocol_writes_named_metrics(tmp_path, protocol, model):
+    cfg = RunConfig(dataset="synthetic", model=model, epochs=2, protocol=protocol,
+                    out=str(tmp_path / protocol), progress=False, plot=False,
+                    params={"dim": 16} if model == "gru4rec" else {})
     res = train(cfg)
     m = json.loads((res.run_dir / "metrics.json").read_text())
     for split in ("valid", "test"):
@@ -31,6 +33,12 @@ def test_monitor_defaults():
     assert monitor_name(RunConfig()) == "auc"
     assert monitor_name(RunConfig(protocol="loo", ks=(20, 5))) == "ndcg@5"
     assert monitor_name(RunConfig(protocol="loo", monitor="hr@20")) == "hr@20"
+
+
+def test_user_split_refuses_models_that_look_users_up(tmp_path):
+    with pytest.raises(ValueError, match="scores by user id"):
+        train(RunConfig(dataset="synthetic", model="bpr-mf", protocol="user-split",
+                        out=str(tmp_path / "x"), progress=False, plot=False))
 
 
 def test_unknown_protocol_fails_clearly(tmp_path):

@@ -308,6 +308,11 @@ def _train(cfg: RunConfig) -> RunResult:
 
     seed_everything(cfg.seed)
     model = build_with_inputs(cfg.model, ds, model_cfg)
+    if cfg.protocol == "user-split" and not (model.uses_history or model.user_free):
+        raise ValueError(f"model {cfg.model!r} scores by user id, and the held-out users of "
+                         "--protocol user-split were never trained; use a model that encodes "
+                         "the history (kgrec models: sequential recall) or pop, or another "
+                         "protocol (loo, cold-items)")
     batch = int(getattr(model_cfg, "batch_size", 1024))
     threads = cfg.threads or (1 if batch < 1024 else
                               max(1, torch.get_num_threads() // dist.world_size()))

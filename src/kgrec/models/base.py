@@ -164,6 +164,9 @@ class Recommender(nn.Module):
     #: True for models that encode a query's item history (sequential recall) rather than
     #: look a user id up; they override :meth:`score_queries`.
     uses_history: bool = False
+    #: True for models whose scores do not depend on the user (popularity): like history
+    #: encoders, they can serve users unseen in training (the ``user-split`` protocol).
+    user_free: bool = False
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         """Logits ``(len(users), n_items)`` for every item. Override when it can be faster."""

@@ -113,6 +113,8 @@ class PopularityConfig:
 class Popularity(Recommender):
     """See module docstring. Construct with keyword arguments only."""
 
+    user_free = True
+
     def __init__(self, *, n_users: int, n_items: int, config: PopularityConfig | None = None):
         super().__init__()
         if n_items < 1 or n_users < 0:
