@@ -271,14 +271,12 @@ def plot_tsne(
             vectors = art.model.item_vectors().cpu().numpy()
             user_vecs = None
             if user is not None:
-                from kgrec.data.split import Queries
-
                 u = art.user_index([user])
                 indptr, seen = art.seen
-                hist = seen[indptr[u[0]]:indptr[u[0] + 1]]
-                q = Queries.from_history(u, np.array([0, len(hist)]), hist)
+                hist = seen[indptr[u[0]]:indptr[u[0] + 1]]  # oldest first: one history row
+                row = hist.reshape(1, -1) if len(hist) else np.full((1, 1), -1)
                 user_vecs = art.model.user_vectors(torch.from_numpy(u),
-                                                   torch.from_numpy(q.history())).numpy()
+                                                   torch.from_numpy(row)).numpy()
         path = tsne_plot(vectors, art.item_category, art.category_labels,
                          out or Path(run_dir) / "tsne.png", user_vectors=user_vecs,
                          user_label=user or "", max_items=items, seed=seed,

@@ -15,6 +15,7 @@ import torch
 
 from kgrec.eval.evaluator import _device, _inference
 from kgrec.eval.metrics import topk_sums
+from kgrec.eval.ranking import _member
 from kgrec.models.base import Recommender
 
 if TYPE_CHECKING:
@@ -74,16 +75,10 @@ def evaluate_diversity(
             if queries.mask_history:
                 hp, hi = queries.history_pairs(br)
                 hkeys = np.unique(hp * n_items + hi)
-                ck = np.arange(len(br))[:, None] * n_items + ci
-                at = np.minimum(np.searchsorted(hkeys, ck), max(len(hkeys) - 1, 0))
-                seen = (hkeys[at] == ck) if len(hkeys) else np.zeros(ci.shape, bool)
-                ci = np.where(seen, -1, ci)
-            tk = keys[(keys // n_items >= br[0]) & (keys // n_items <= br[-1])]
+                ci = np.where(_member(np.arange(len(br))[:, None] * n_items + ci, hkeys), -1, ci)
             for lam in lambdas:
                 chosen = greedy_diverse(cs, ci, categories, n, lam)
-                ck = br[:, None] * n_items + chosen
-                at = np.minimum(np.searchsorted(tk, ck), max(len(tk) - 1, 0))
-                hits = (tk[at] == ck) & (chosen >= 0)
+                hits = _member(br[:, None] * n_items + chosen, keys) & (chosen >= 0)
                 part = topk_sums(hits, n_rel[br], [n])
                 acc = sums[lam]
                 acc["recall"] += part[f"recall@{n}"]

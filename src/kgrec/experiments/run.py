@@ -261,6 +261,15 @@ def train(cfg: RunConfig) -> RunResult:
             dist.shutdown()
 
 
+def _config_of(run: dict[str, Any]) -> RunConfig:
+    """The :class:`RunConfig` recorded under ``run`` in a run's ``config.json`` (keys the
+    record adds, such as ``world_size``, are dropped; JSON lists become tuples)."""
+    names = {f.name for f in dataclasses.fields(RunConfig)}
+    cfg = RunConfig(**{k: v for k, v in run.items() if k in names})
+    cfg.ks = tuple(cfg.ks)
+    return cfg
+
+
 def resume_config(run_dir: str | Path, **overrides: Any) -> RunConfig:
     """The :class:`RunConfig` of an interrupted run, to continue it with :func:`train`
     (``overrides``: e.g. more ``epochs``, another ``device``)."""
@@ -272,10 +281,8 @@ def resume_config(run_dir: str | Path, **overrides: Any) -> RunConfig:
     if not (run_dir / "checkpoint.pt").is_file():
         raise FileNotFoundError(f"{run_dir / 'checkpoint.pt'}: not found; the run stopped "
                                 "before its first epoch ended, start it again instead")
-    run = json.loads(path.read_text())["run"]
+    cfg = _config_of(json.loads(path.read_text())["run"])
     names = {f.name for f in dataclasses.fields(RunConfig)}
-    cfg = RunConfig(**{k: v for k, v in run.items() if k in names})
-    cfg.ks = tuple(cfg.ks)
     for k, v in overrides.items():
         if k not in names:
             raise KeyError(f"unknown run setting {k!r}")
@@ -393,11 +400,7 @@ def evaluate_run(run_dir: str | Path, *, topk: bool = True) -> dict[str, Any]:
 
     art = load(run_dir)
     split = load_split(run_dir)
-    run = dict(art.config["run"])
-    cfg = RunConfig(**{k: v for k, v in run.items()
-                       if k in {f.name for f in dataclasses.fields(RunConfig)}})
-    if isinstance(cfg.ks, list):
-        cfg.ks = tuple(cfg.ks)
+    cfg = _config_of(art.config["run"])
     evaluate, valid, test = _evaluation(cfg, split, art.n_items)
     if evaluate is None:
         from kgrec.eval import evaluate_ctr as evaluate
