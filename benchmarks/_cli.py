@@ -21,3 +21,33 @@ def run_cli(args: list[str], out: Path) -> dict:
     m = json.loads((out / "metrics.json").read_text())
     m["process_wall_seconds"] = wall
     return m
+
+
+def fmt_mean_std(xs: list) -> str:
+    """``mean ± std`` (sample std) of the values that are not None; one value as is."""
+    import numpy as np
+
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "-"
+    if len(xs) == 1:
+        return f"{xs[0]:.4f}"
+    return f"{np.mean(xs):.4f} ± {np.std(xs, ddof=1):.4f}"
+
+
+def bench_args(description: str, plans: dict, runs_dir: str, patience: int):
+    """The arguments every plan-driven benchmark takes (``--plan --runs-dir --workers
+    --patience --name``); exits when ``KGREC_DATA`` is not set."""
+    import argparse
+    import os
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--plan", default="default", choices=sorted(plans))
+    ap.add_argument("--runs-dir", default=runs_dir)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--patience", type=int, default=patience)
+    ap.add_argument("--name", default=None)
+    a = ap.parse_args()
+    if not os.environ.get("KGREC_DATA"):
+        sys.exit("set KGREC_DATA to the shared datasets folder")
+    return a

@@ -16,7 +16,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -26,7 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from _cli import run_cli
+from _cli import bench_args, run_cli
+from _cli import fmt_mean_std as _fmt
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -97,15 +97,6 @@ def _run(job: tuple[str, str, str, int], runs: Path, quick: bool, patience: int)
           f"hr@20 {m['test']['hr@20']:.4f} recall@50 {m['test']['recall@50']:.4f} "
           f"{m['timings']['seconds_per_epoch']:.1f} s/epoch", flush=True)
     return m
-
-
-def _fmt(xs: list[float]) -> str:
-    xs = [x for x in xs if x is not None]
-    if not xs:
-        return "-"
-    if len(xs) == 1:
-        return f"{xs[0]:.4f}"
-    return f"{np.mean(xs):.4f} ± {np.std(xs, ddof=1):.4f}"
 
 
 def report(runs: list[dict], meta: dict, name: str) -> str:
@@ -194,15 +185,7 @@ def report(runs: list[dict], meta: dict, name: str) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--plan", default="default", choices=sorted(PLANS))
-    ap.add_argument("--runs-dir", default="runs/sequential")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--patience", type=int, default=5)
-    ap.add_argument("--name", default=None)
-    a = ap.parse_args()
-    if not os.environ.get("KGREC_DATA"):
-        sys.exit("set KGREC_DATA to the shared datasets folder")
+    a = bench_args(__doc__.splitlines()[0], PLANS, "runs/sequential", 5)
     quick = a.plan == "quick"
     name = a.name or ("sequential" if not quick else "sequential_quick")
     runs_dir = Path(a.runs_dir)

@@ -57,6 +57,13 @@ def _print_metrics(m: dict[str, Any]) -> None:
                 f"R@{k} {d[f'recall@{k}']:.4f} HR@{k} {d[f'hr@{k}']:.4f} "
                 f"NDCG@{k} {d[f'ndcg@{k}']:.4f}" for k in ks)
                 + (f"  MRR@{ks[-1]} {d[f'mrr@{ks[-1]}']:.4f}" if ks else ""))
+    for name, d in (m.get("test_slices") or {}).items():
+        if d.get("n_queries"):
+            ks = sorted({int(k.split("@")[1]) for k in d if k.startswith("ndcg@")})
+            typer.echo(f"  {name:5s}  " + "  ".join(
+                f"R@{k} {d[f'recall@{k}']:.4f} NDCG@{k} {d[f'ndcg@{k}']:.4f}" for k in ks)
+                + f"  (test targets on {name} items, {d['n_queries']} queries; random "
+                  f"R@{ks[-1]} {d[f'random_recall@{ks[-1]}']:.4f})")
     topk = m.get("test_topk")
     if topk:
         ks = [k for k in (10, 20, 50) if f"recall@{k}" in topk]
@@ -136,6 +143,22 @@ def train(
                "learning_curve.png)")
 
 
+def _table(res: dict[str, dict[str, float]], first: str, columns: list[str],
+           as_json: bool) -> None:
+    """Print ``{row: {column: value}}`` as JSON or as an aligned table (counts without
+    decimals, the rest with four)."""
+    if as_json:
+        typer.echo(json.dumps(res, indent=2))
+        return
+    width = [max(len(c), 9) for c in columns]
+    typer.echo(f"{first:>7s}  " + "  ".join(f"{c:>{w}s}" for c, w in zip(columns, width,
+                                                                        strict=True)))
+    for row, d in res.items():
+        cells = [f"{d[c]:{w}.0f}" if c == "qps" else f"{d[c]:{w}.4f}"
+                 for c, w in zip(columns, width, strict=True)]
+        typer.echo(f"{row:>7s}  " + "  ".join(cells))
+
+
 @app.command()
 def evaluate(
     run_dir: Path = typer.Argument(..., help="a directory written by `kgrec train`"),
@@ -144,26 +167,29 @@ def evaluate(
     lambdas: str | None = typer.Option(
         None, help="ComiRec's diversity-aware aggregation on the test queries for these "
                    "lambdas, e.g. 0,0.05,0.1,0.2 (models with user/item vectors)"),
-    n: int = typer.Option(50, help="items per query for --lambdas"),
+    n: int = typer.Option(50, help="items per query for --lambdas and --ann"),
     index: str = typer.Option("exact", help="exact, or faiss flat / ivf / hnsw (--lambdas)"),
+    ann: bool = typer.Option(False, "--ann", help="faiss flat / IVF / HNSW against exact "
+                                                 "search: overlap@N, recall@N, queries/s"),
 ) -> None:
     """Re-evaluate a run's best checkpoint on its validation and test splits."""
     from kgrec.experiments.run import evaluate_run
 
     try:
+        if ann:
+            from kgrec.experiments.run import evaluate_run_ann
+
+            res = evaluate_run_ann(run_dir, n=n)
+            _table(res, "index", [f"overlap@{n}", f"recall@{n}", "qps", "build_seconds"],
+                   as_json)
+            return
         if lambdas is not None:
             from kgrec.experiments.run import evaluate_run_diversity
 
             res = evaluate_run_diversity(run_dir, [float(x) for x in _csv(lambdas)], n=n,
                                          index=index)
-            if as_json:
-                typer.echo(json.dumps(res, indent=2))
-                return
-            typer.echo(f"{'lambda':>7s}  {'recall@' + str(n):>10s}  {'ndcg@' + str(n):>9s}  "
-                       f"{'hr@' + str(n):>7s}  {'diversity@' + str(n):>12s}")
-            for lam, d in res.items():
-                typer.echo(f"{float(lam):7.3f}  {d[f'recall@{n}']:10.4f}  {d[f'ndcg@{n}']:9.4f}"
-                           f"  {d[f'hr@{n}']:7.4f}  {d[f'diversity@{n}']:12.4f}")
+            _table(res, "lambda", [f"recall@{n}", f"ndcg@{n}", f"hr@{n}", f"diversity@{n}"],
+                   as_json)
             return
         res = evaluate_run(run_dir, topk=topk)
     except (FileNotFoundError, RuntimeError, KeyError, ValueError, NotImplementedError) as exc:
@@ -236,6 +262,8 @@ def models() -> None:
 
     families = {"kg": "knowledge-graph recommenders", "cf": "interaction-only baselines",
                 "seq": "sequential recall (encode the item history; --protocol loo|user-split)",
+                "retrieval": "feature-tower retrieval (item features and KG fields; "
+                             "--protocol loo|cold-items)",
                 "kge": "KG embeddings (kgrec kge train)"}
     for fam, title in families.items():
         typer.echo(f"{title}:")

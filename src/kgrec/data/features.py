@@ -24,7 +24,8 @@ import pandas as pd
 if TYPE_CHECKING:
     from kgrec.data.dataset import Dataset
 
-__all__ = ["CATEGORY_FIELDS", "FeatureField", "FeatureTable", "item_categories", "kg_item_features"]
+__all__ = ["CATEGORY_FIELDS", "FeatureField", "FeatureTable", "field_mutual_information",
+           "item_categories", "kg_item_features", "tower_features"]
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,34 @@ class FeatureTable:
         out[row[keep], pos[keep]] = f.values[keep]
         return out
 
+    def stacked(self, max_values: int = 16, fields: list[str] | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All ``fields`` (default: every field) side by side, as one embedding table sees
+        them: ``(values (n_rows, T), column_field (T,), sizes (k,))``.
+
+        Field ``f``'s value ``v`` becomes the global id ``offset_f + v`` with ``offset_f`` the
+        sum of the earlier fields' vocabulary sizes (so one table of ``sizes.sum()`` rows
+        holds every field); each field takes ``min(longest row, max_values)`` columns
+        (single-valued fields one), padded with ``-1``; ``column_field[t]`` is the field of
+        column ``t``.
+        """
+        names = list(self._fields) if fields is None else list(fields)
+        blocks, cols, sizes, offset = [], [], [], 0
+        for k, name in enumerate(names):
+            fld = self.field(name)
+            width = 1 if not fld.multi else max(1, min(int(max_values),
+                                                       int(fld.lengths().max(initial=0))))
+            block = self.padded(name, width)
+            blocks.append(np.where(block >= 0, block + offset, -1))
+            cols.append(np.full(width, k, np.int64))
+            sizes.append(len(fld.vocab))
+            offset += len(fld.vocab)
+        if not blocks:
+            return (np.zeros((self.n_rows, 0), np.int64), np.zeros(0, np.int64),
+                    np.zeros(0, np.int64))
+        return (np.concatenate(blocks, axis=1), np.concatenate(cols),
+                np.asarray(sizes, np.int64))
+
     # ------------------------------------------------------------------ serialisation
     def to_dict(self, prefix: str = "") -> dict[str, np.ndarray]:
         """Flat arrays (npz-ready): ``<prefix>n_rows``, ``<prefix>names``, ``<prefix>multi``
@@ -332,3 +361,84 @@ def item_categories(table: FeatureTable, field: str | None = None,
     codes = np.full(n, -1, dtype=np.int64)
     codes[item[first]] = value[first]
     return codes, fld.vocab
+
+
+def field_mutual_information(table: FeatureTable, fields: list[str] | None = None
+                             ) -> np.ndarray:
+    """The ``k x k`` mutual information (nats) between the table's fields over its rows, the
+    statistic of correlated feature masking (Yao et al., CIKM'21, section 3.2).
+
+    Each row is one observation of every field. A multi-valued field spreads the row's unit
+    mass evenly over its values (and a pair of fields over the row's value pairs); a row
+    without a value takes a "missing" value, so every row counts in every pair:
+    ``MI(A, B) = sum_ab p(a, b) log(p(a, b) / (p(a) p(b)))``. The diagonal is each field's
+    entropy. Vectorised per pair of fields (a loop over the ``k (k + 1) / 2`` pairs only).
+    """
+    names = list(table.fields) if fields is None else list(fields)
+    n = table.n_rows
+    csr = []
+    for name in names:  # fill empty rows with a "missing" value (id = vocab size)
+        f = table.field(name)
+        lengths = f.lengths()
+        empty = lengths == 0
+        lengths = np.where(empty, 1, lengths)
+        indptr = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+        values = np.full(int(indptr[-1]), len(f.vocab), np.int64)
+        row = np.repeat(np.arange(n), f.lengths())
+        values[indptr[row] + (np.arange(len(f.values)) - f.indptr[row])] = f.values
+        csr.append((indptr, values, len(f.vocab) + 1))
+    k = len(names)
+    mi = np.zeros((k, k))
+    for i in range(k):
+        for j in range(i, k):
+            (ia, va, na), (ib, vb, nb) = csr[i], csr[j]
+            la, lb = np.diff(ia), np.diff(ib)
+            c = la * lb
+            row = np.repeat(np.arange(n), c)
+            t = np.arange(int(c.sum())) - np.repeat(np.cumsum(c) - c, c)
+            a = va[ia[row] + t // lb[row]]
+            b = vb[ib[row] + t % lb[row]]
+            w = 1.0 / (c[row] * n)
+            joint = np.bincount(a * nb + b, weights=w)
+            keys = np.flatnonzero(joint > 0)
+            pab = joint[keys]
+            pa = np.bincount(a, weights=w, minlength=na)[keys // nb]
+            pb = np.bincount(b, weights=w, minlength=nb)[keys % nb]
+            mi[i, j] = mi[j, i] = float(np.sum(pab * np.log(pab / (pa * pb))))
+    return mi
+
+
+def tower_features(ds: Dataset, *, kg: bool = True, min_coverage: float = 0.01
+                   ) -> tuple[FeatureTable, FeatureTable]:
+    """The item and user fields of a two-tower model, read off the dataset.
+
+    Items: ``item_id``, the dataset's item fields (genres, year, title tokens, Amazon
+    attributes ...) and, with ``kg``, one multi-valued field per KG relation
+    (:func:`kg_item_features`, named ``kg:<relation>``). Users: ``user_id`` and the dataset's
+    user fields (demographics). Fields that fewer than ``min_coverage`` of the rows hold are
+    left out (a relation whose heads are never items, a field five items have).
+    """
+    def keep(table: FeatureTable | None, prefix: str = "") -> dict[str, FeatureField]:
+        if table is None:
+            return {}
+        out = {}
+        for name in table.fields:
+            f = table.field(name)
+            if len(f.vocab) and (f.lengths() > 0).mean() >= min_coverage:
+                out[prefix + name] = f
+        return out
+
+    def ids(n: int, labels) -> FeatureField:
+        vocab = np.arange(n).astype(str) if labels is None else np.asarray(labels, dtype=str)
+        return FeatureField(np.arange(n + 1), np.arange(n), vocab, multi=False)
+
+    items = FeatureTable(ds.n_items, {"item_id": ids(ds.n_items, ds.item_ids)})
+    fields = keep(ds.item_features)
+    if kg and len(ds.kg):
+        fields.update(keep(kg_item_features(ds), "kg:"))
+    for name, f in fields.items():
+        items.set(name, f)
+    users = FeatureTable(ds.n_users, {"user_id": ids(ds.n_users, ds.user_ids)})
+    for name, f in keep(getattr(ds, "user_features", None)).items():
+        users.set(name, f)
+    return items, users

@@ -152,6 +152,17 @@ class Queries:
         return Queries(self.users[r], _indptr(np.bincount(hp, minlength=len(r))), hi,
                        _indptr(np.bincount(tp, minlength=len(r))), ti, self.mask_history)
 
+    def with_targets(self, keep: np.ndarray) -> Queries:
+        """The same queries with only the targets whose item ``keep`` (``(n_items,)`` bool)
+        marks: a slice of the evaluation (tail items, cold items). A query left without a
+        target is kept (evaluation skips it)."""
+        keep = np.asarray(keep, dtype=bool)
+        pos, items = self.target_pairs()
+        sel = keep[items]
+        return Queries(self.users, self.hist_indptr, self.hist_items,
+                       _indptr(np.bincount(pos[sel], minlength=len(self))), items[sel],
+                       self.mask_history)
+
     def rows(self) -> np.ndarray:
         """``(n, 3)`` rows ``(user, target, 1)``, one per target (for reference / CTR code)."""
         pos, items = self.target_pairs()

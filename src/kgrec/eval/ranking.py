@@ -23,7 +23,8 @@ from kgrec.models.base import Recommender
 if TYPE_CHECKING:
     from kgrec.data.split import Queries
 
-__all__ = ["evaluate_ranking", "recommend_queries"]
+__all__ = ["evaluate_ranking", "evaluate_slices", "item_slices", "random_recall",
+           "recommend_queries"]
 
 
 def _ranked_query_blocks(
@@ -182,4 +183,48 @@ def recommend_queries(
             if mask:
                 indices = indices.masked_fill(values == float("-inf"), -1)
             out[br] = indices.cpu().numpy()
+    return out
+
+
+def item_slices(train_items: np.ndarray, n_items: int, *, head_share: float = 0.2
+                ) -> dict[str, np.ndarray]:
+    """Item masks ``(n_items,)`` of the evaluation slices, from the items of the training
+    clicks: ``tail``, every item outside the ``head_share`` most clicked of the items with a
+    training click (ties broken by item id; items without a click are tail), and ``cold``,
+    the items without any training click (Yao et al., CIKM'21, report both)."""
+    counts = np.bincount(np.asarray(train_items, np.int64), minlength=n_items)
+    n_head = round(head_share * int((counts > 0).sum()))
+    head = np.zeros(n_items, dtype=bool)
+    head[np.argsort(-counts, kind="stable")[:n_head]] = True
+    return {"tail": ~head, "cold": counts == 0}
+
+
+def random_recall(queries: Queries, n_items: int, ks: Iterable[int]) -> dict[str, float]:
+    """Expected ``recall@K`` of a uniformly random ranking, per query ``min(K, C) / C`` with
+    ``C`` the items it ranks (all items, less its masked history), averaged over the queries
+    that have a target: the floor a cold-start model must clear."""
+    n_t = np.diff(queries.tgt_indptr)
+    rows = np.flatnonzero(n_t > 0)
+    c = np.full(len(rows), float(n_items))
+    if queries.mask_history and len(rows):
+        pos, items = queries.history_pairs(rows)
+        c -= np.bincount(np.unique(pos * n_items + items) // n_items, minlength=len(rows))
+    c = np.maximum(c, 1.0)
+    return {f"random_recall@{k}": float(np.mean(np.minimum(k, c) / c)) if len(rows) else 0.0
+            for k in check_ks(ks)}
+
+
+def evaluate_slices(model: Recommender, queries: Queries, slices: dict[str, np.ndarray], *,
+                    n_items: int, ks: Iterable[int] = (10, 20, 50), **kw) -> dict[str, dict]:
+    """:func:`evaluate_ranking` of each slice (targets restricted to the slice's items, the
+    ranking still over all items), plus :func:`random_recall` on it; a slice without targets
+    gives ``{"n_queries": 0}``."""
+    out: dict[str, dict] = {}
+    for name, keep in slices.items():
+        q = queries.with_targets(keep)
+        if len(q.tgt_items) == 0:
+            out[name] = {"n_queries": 0}
+            continue
+        out[name] = {**evaluate_ranking(model, q, n_items=n_items, ks=ks, **kw),
+                     **random_recall(q, n_items, ks)}
     return out

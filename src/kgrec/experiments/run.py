@@ -234,6 +234,17 @@ def _evaluation(cfg: RunConfig, split: Split, n_items: int):
     return evaluate, split.valid_queries, split.test_queries
 
 
+def _test_slices(model: Recommender, split: Split, cfg: RunConfig,
+                 n_items: int) -> dict[str, dict]:
+    """Ranking metrics of the test queries on tail and cold items
+    (:func:`kgrec.eval.ranking.item_slices` of the training clicks)."""
+    from kgrec.eval.ranking import evaluate_slices, item_slices
+
+    train = split.train[split.train[:, 2] == 1]
+    return evaluate_slices(model, split.test_queries, item_slices(train[:, 1], n_items),
+                           n_items=n_items, ks=tuple(sorted(int(k) for k in cfg.ks)))
+
+
 def _topk_users(split: Split, cfg: RunConfig) -> np.ndarray | None:
     """All test users with a positive, or ``cfg.topk_users`` of them drawn with the seed."""
     if cfg.topk_users is None:
@@ -360,12 +371,19 @@ def _train(cfg: RunConfig) -> RunResult:
                              users=_topk_users(split, cfg))
         topk_seconds = time.perf_counter() - t0
 
+    slices = None
+    if cfg.ranking and main:
+        t0 = time.perf_counter()
+        slices = _test_slices(model, split, cfg, ds.n_items)
+        topk_seconds = time.perf_counter() - t0
+
     metrics = {
         "dataset": ds.name,
         "model": cfg.model,
         "seed": cfg.seed,
         **fit.summary(),
         "test_topk": topk,
+        "test_slices": slices,
         "timings": {
             "data_seconds": data_seconds,
             **fit.timings(),
@@ -405,6 +423,8 @@ def evaluate_run(run_dir: str | Path, *, topk: bool = True) -> dict[str, Any]:
     if evaluate is None:
         from kgrec.eval import evaluate_ctr as evaluate
     out: dict[str, Any] = {"valid": evaluate(art.model, valid), "test": evaluate(art.model, test)}
+    if cfg.ranking:
+        out["test_slices"] = _test_slices(art.model, split, cfg, art.n_items)
     if topk and not cfg.ranking:
         from kgrec.eval import evaluate_topk
 
@@ -430,3 +450,18 @@ def evaluate_run_diversity(run_dir: str | Path, lambdas: list[float], *, n: int 
                          "protocol (loo, user-split, cold-items)")
     return evaluate_diversity(art.model, split.test_queries, art.item_category,
                               lambdas=lambdas, n=n, index=index)
+
+
+def evaluate_run_ann(run_dir: str | Path, *, kinds: tuple[str, ...] = ("flat", "ivf", "hnsw"),
+                     n: int = 50) -> dict[str, dict[str, float]]:
+    """ANN recall against exact search and queries per second of a run's test queries
+    (:func:`kgrec.eval.ann.evaluate_ann`), from the run directory alone."""
+    from kgrec.eval.ann import evaluate_ann
+    from kgrec.retrieval.artifact import load, load_split
+
+    art = load(run_dir)
+    split = load_split(run_dir)
+    if split.test_queries is None:
+        raise ValueError(f"{run_dir}: trained with --protocol ctr; ANN evaluation needs a "
+                         "ranking protocol (loo, user-split, cold-items)")
+    return evaluate_ann(art.model, split.test_queries, kinds=kinds, n=n)

@@ -34,7 +34,8 @@ class ModelSpec:
         description: one line for ``kgrec models``.
         fixed: config fields forced for this name (variants and ablations of a model).
         family: ``kg`` (uses the knowledge graph), ``cf`` (interactions only), ``seq``
-            (encodes the item history: sequential recall) or ``kge``.
+            (encodes the item history: sequential recall), ``retrieval`` (feature towers
+            for ANN retrieval; the KG as features where there is one) or ``kge``.
     """
 
     module: str
@@ -104,6 +105,9 @@ MODELS: dict[str, ModelSpec] = {
                             "ComiRec-DR, multi-interest dynamic routing (KDD'20)", family="seq"),
     "comirec-sa": ModelSpec("sequential.comirec_sa", "ComiRecSAConfig", "comirec-sa",
                             "ComiRec-SA, multi-interest self-attention (KDD'20)", family="seq"),
+    "two-tower": ModelSpec("towers.two_tower", "TwoTowerConfig", "two-tower",
+                           "two-tower, in-batch softmax + log-Q + SSL item tower (CIKM'21)",
+                           family="retrieval"),
 }
 
 

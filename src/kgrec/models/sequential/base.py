@@ -90,13 +90,17 @@ def last_windows(indptr: np.ndarray, items: np.ndarray, width: int,
     return out
 
 
-def next_item_rows(indptr: np.ndarray, items: np.ndarray, max_len: int) -> np.ndarray:
-    """``(n, max_len + 1)`` rows ``(history..., target)``: every event but each user's first,
-    with the ``max_len`` items before it (same user only), left-padded with ``-1``."""
+def next_item_rows(indptr: np.ndarray, items: np.ndarray, max_len: int, *,
+                   first: bool = False) -> np.ndarray:
+    """``(n, max_len + 1)`` rows ``(history..., target)``: every event but each user's first
+    (with ``first``: every event, in ``items`` order; a first event's history is empty), with
+    the ``max_len`` items before it (same user only), left-padded with ``-1``."""
     n_users = len(indptr) - 1
     user = np.repeat(np.arange(n_users), np.diff(indptr))
     start = indptr[user]
-    idx = np.flatnonzero(np.arange(len(items)) > start)  # events with something before them
+    idx = np.arange(len(items))
+    if not first:
+        idx = np.flatnonzero(idx > start)  # events with something before them
     offs = idx[:, None] - max_len + np.arange(max_len)[None, :]
     valid = offs >= start[idx][:, None]
     hist = np.where(valid, items[np.maximum(offs, 0)], -1)

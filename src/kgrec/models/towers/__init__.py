@@ -1,0 +1,1 @@
+"""Two-tower retrieval models (user tower x item tower, in-batch softmax)."""
