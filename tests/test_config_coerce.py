@@ -80,3 +80,16 @@ def test_one_registry_names_every_family():
     assert set(REGISTRY) == set(MODELS) | set(KGE_MODELS)
     with pytest.raises(KeyError, match="kgrec kge train -m transe"):
         resolve_name("transe")
+
+
+def test_preset_sections_of_an_alias_and_of_the_dataset_both_apply(tmp_path, monkeypatch):
+    import kgrec.config as config
+
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "presets" / "m.toml").write_text(
+        "[default]\nlr = 1.0\ndim = 8\nepochs = 3\n[movie]\nlr = 2.0\ndim = 16\n"
+        "[movie-half]\ndim = 32\n")
+    monkeypatch.setattr(config.resources, "files", lambda pkg: tmp_path)
+    assert config.load_preset("m", "movie-half") == {"lr": 2.0, "dim": 32, "epochs": 3}
+    assert config.load_preset("m", "movie") == {"lr": 2.0, "dim": 16, "epochs": 3}
+    assert config.load_preset("m", "music") == {"lr": 1.0, "dim": 8, "epochs": 3}

@@ -15,11 +15,16 @@ DATASET_ALIASES = {"movie-half": "movie"}
 
 
 def load_preset(model: str, dataset: str) -> dict[str, Any]:
-    """``[default]`` of ``<model>.toml`` updated with the dataset's section (if any)."""
+    """``[default]`` of ``<model>.toml`` updated with the dataset's section (if any): the
+    section of the dataset it shares presets with (:data:`DATASET_ALIASES`: ``movie`` for
+    ``movie-half``), then one of its own name."""
     path = resources.files("kgrec.config") / "presets" / f"{model}.toml"
     if not path.is_file():
         return {}
     table = tomllib.loads(path.read_text(encoding="utf-8"))
     out = dict(table.get("default", {}))
-    out.update(table.get(DATASET_ALIASES.get(dataset, dataset), {}))
+    alias = DATASET_ALIASES.get(dataset, dataset)
+    out.update(table.get(alias, {}))
+    if alias != dataset:  # a section of the dataset's own name refines the shared one
+        out.update(table.get(dataset, {}))
     return out
