@@ -257,10 +257,11 @@ def main() -> None:
     with ThreadPoolExecutor(a.workers) as ex:
         runs = list(ex.map(lambda j: _run(j, runs_dir, a.patience, quick), jobs))
 
-    # ANN and t-SNE on the first seed of movie-half (ml-100k-kg in the quick plan)
+    # ANN and t-SNE on seed 0 of movie-half under loo (or the first run there is)
     ann, tsne = None, []
-    ref = [r for r in runs if r["job"][2] == "two-tower" and r["job"][3] == "full"
-           and r["job"][4] == 0]
+    ref = sorted((r for r in runs if r["job"][2] == "two-tower" and r["job"][3] == "full"
+                  and r["job"][4] == 0),
+                 key=lambda r: (r["job"][1] != "loo", r["job"][0] != "movie-half"))
     if ref:
         from kgrec.experiments.run import evaluate_run_ann
 
