@@ -262,8 +262,8 @@ def models() -> None:
 
     families = {"kg": "knowledge-graph recommenders", "cf": "interaction-only baselines",
                 "seq": "sequential recall (encode the item history; --protocol loo|user-split)",
-                "retrieval": "feature-tower retrieval (item features and KG fields; "
-                             "--protocol loo|cold-items)",
+                "retrieval": "retrieval from item vectors (--protocol loo; two-tower also "
+                             "cold-items, m2grl / item2vec also user-split)",
                 "kge": "KG embeddings (kgrec kge train)"}
     for fam, title in families.items():
         typer.echo(f"{title}:")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Recommender", "Task", "TrainData"]
+__all__ = ["Recommender", "Task", "TrainData", "VectorRecommender"]
 
 
 @dataclass
@@ -123,6 +123,8 @@ class Task:
             from (negatives ...); checkpoints keep its state so a resumed run is exact.
         sharded: a streamed source already yields only this process's share of the batches
             (it reads :func:`kgrec.train.distributed.rank` / ``world_size``).
+        epoch_stats: optional ``() -> {name: float}`` read after each epoch of the task and
+            logged beside its losses as ``<task>/<name>`` (learned task weights ...).
     """
 
     name: str
@@ -139,6 +141,7 @@ class Task:
     optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
     rng: torch.Generator | np.random.Generator | None = None
     sharded: bool = False
+    epoch_stats: Callable[[], Mapping[str, float]] | None = None
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "adagrad", "sgd"):
@@ -190,3 +193,27 @@ class Recommender(nn.Module):
     def item_vectors(self) -> torch.Tensor:
         """Item vectors ``(n_items, d)`` for an ANN index. Optional (see :meth:`user_vectors`)."""
         raise NotImplementedError(f"{type(self).__name__} has no item vectors for ANN search")
+
+
+class VectorRecommender(Recommender):
+    """A recommender whose score is the inner product of :meth:`user_vectors` (from the user
+    and the history) and :meth:`item_vectors`. Users looked up by id (``score``,
+    ``score_all``: the CTR protocol, ``recommend``) are given their last training items, kept
+    in the ``user_history`` buffer the subclass registers and fills
+    (:func:`kgrec.models.sequential.base.remember_histories`)."""
+
+    user_history: torch.Tensor
+
+    def item_vectors_of(self, items: torch.Tensor) -> torch.Tensor:
+        """Vectors of some items (default: rows of :meth:`item_vectors`)."""
+        return self.item_vectors()[items]
+
+    def score_queries(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        return self.user_vectors(users, history) @ self.item_vectors().T
+
+    def score_all(self, users: torch.Tensor) -> torch.Tensor:
+        return self.score_queries(users, self.user_history[users])
+
+    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        u = self.user_vectors(users, self.user_history[users])
+        return (u * self.item_vectors_of(items)).sum(-1)

@@ -39,12 +39,16 @@ class UncertaintyWeights(nn.Module):
         self.names = list(names)
         self.log_var = nn.Parameter(torch.zeros(len(self.names)))
 
+    def parts(self, losses: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each loss's weighted term ``exp(-s_k) * L_k / 2 + s_k / 2`` by name (their sum is
+        :meth:`forward`), for a task that logs its parts."""
+        return {name: 0.5 * torch.exp(-self.log_var[k]) * losses[name] + 0.5 * self.log_var[k]
+                for k, name in enumerate(self.names) if name in losses}
+
     def forward(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
         total = losses[self.names[0]].new_zeros(())
-        for k, name in enumerate(self.names):
-            if name in losses:
-                s = self.log_var[k]
-                total = total + 0.5 * torch.exp(-s) * losses[name] + 0.5 * s
+        for term in self.parts(losses).values():
+            total = total + term
         return total
 
     def weights(self) -> dict[str, float]:

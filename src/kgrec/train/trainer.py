@@ -387,7 +387,10 @@ class Trainer:
             both = torch.cat([values.double(), torch.tensor([count], device=device,
                                                             dtype=torch.float64)])
             *sums, count = dist.all_reduce_sum(both).tolist()
-        return {k: v / max(count, 1.0) for k, v in zip(names, sums, strict=True)}
+        out = {k: v / max(count, 1.0) for k, v in zip(names, sums, strict=True)}
+        if task.epoch_stats is not None:
+            out.update({f"{task.name}/{k}": float(v) for k, v in task.epoch_stats().items()})
+        return out
 
     def _batches(self, task: Task, src: Any, gen: torch.Generator) -> Iterator[Any]:
         """The batches this process trains on, on the device (see :class:`Task`)."""

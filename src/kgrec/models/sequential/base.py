@@ -36,7 +36,7 @@ from kgrec.models.base import Recommender, Task, TrainData
 
 __all__ = ["SequentialConfig", "SequentialRecommender", "bucketed_batches", "dynamic_routing",
            "hard_readout", "label_aware_attention", "last_windows", "next_item_rows",
-           "sequences_from", "squash"]
+           "remember_histories", "sequences_from", "squash"]
 
 
 @dataclass
@@ -74,6 +74,19 @@ def sequences_from(data: TrainData) -> tuple[np.ndarray, np.ndarray]:
     indptr = np.zeros(data.n_users + 1, np.int64)
     np.cumsum(counts, out=indptr[1:])
     return indptr, pos[order, 1].astype(np.int64)
+
+
+def remember_histories(model: Recommender, data: TrainData
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """The training sequences (:func:`sequences_from`), after checking they cover the model's
+    users and copying each user's last items into ``model.user_history`` (its width)."""
+    indptr, items = sequences_from(data)
+    if len(indptr) - 1 != model.n_users:
+        raise ValueError(f"sequences cover {len(indptr) - 1} users, the model {model.n_users}")
+    width = model.user_history.shape[1]
+    with torch.no_grad():
+        model.user_history.copy_(torch.from_numpy(last_windows(indptr, items, width)))
+    return indptr, items
 
 
 def last_windows(indptr: np.ndarray, items: np.ndarray, width: int,
@@ -230,11 +243,7 @@ class SequentialRecommender(Recommender):
 
     def tasks(self, data: TrainData) -> list[Task]:
         cfg = self.config
-        indptr, items = sequences_from(data)
-        if len(indptr) - 1 != self.n_users:
-            raise ValueError(f"sequences cover {len(indptr) - 1} users, the model {self.n_users}")
-        with torch.no_grad():
-            self.user_history.copy_(torch.from_numpy(last_windows(indptr, items, cfg.max_len)))
+        indptr, items = remember_histories(self, data)
         if self.objective == "seq2seq":
             rows = last_windows(indptr, items, cfg.max_len + 1)
             rows = rows[(rows >= 0).sum(1) >= 2]  # at least one (input, next) pair

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kgrec.models.base import Recommender, Task, TrainData
+from kgrec.models.base import Task, TrainData, VectorRecommender
 from kgrec.models.losses import StreamingFrequency, in_batch_logits, info_nce
 from kgrec.models.towers.augment import AUGMENTATIONS, augment_views, mi_groups
 
@@ -147,7 +147,7 @@ class FieldTower(nn.Module):
         return F.normalize(self.mlp(x), dim=-1)
 
 
-class TwoTower(Recommender):
+class TwoTower(VectorRecommender):
     """The two-tower model (see the module docstring). Keyword-only constructor; the field
     arrays come from :func:`build` (or a checkpoint)."""
 
@@ -217,15 +217,8 @@ class TwoTower(Recommender):
     def user_vectors(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         return self.user_embed(users, history) / self.config.temperature
 
-    def score_queries(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-        return self.user_vectors(users, history) @ self.item_vectors().T
-
-    def score_all(self, users: torch.Tensor) -> torch.Tensor:
-        return self.score_queries(users, self.user_history[users])
-
-    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        u = self.user_vectors(users, self.user_history[users])
-        return (u * self.item_embed(items)).sum(-1)
+    def item_vectors_of(self, items: torch.Tensor) -> torch.Tensor:
+        return self.item_embed(items)
 
     # ------------------------------------------------------------------ training
     def _loss(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -268,12 +261,10 @@ class TwoTower(Recommender):
         return info_nce(z1, z2, temperature=cfg.ssl_temperature, ids=ids)
 
     def tasks(self, data: TrainData) -> list[Task]:
-        from kgrec.models.sequential.base import last_windows, next_item_rows, sequences_from
+        from kgrec.models.sequential.base import next_item_rows, remember_histories
 
         cfg = self.config
-        indptr, items = sequences_from(data)
-        if len(indptr) - 1 != self.n_users:
-            raise ValueError(f"sequences cover {len(indptr) - 1} users, the model {self.n_users}")
+        indptr, items = remember_histories(self, data)
         width = max(1, cfg.history)
         hist = next_item_rows(indptr, items, width, first=True)
         users = np.repeat(np.arange(self.n_users), np.diff(indptr))
@@ -282,7 +273,6 @@ class TwoTower(Recommender):
             raise ValueError("two-tower: no training clicks")
         counts = np.bincount(items, minlength=self.n_items)
         with torch.no_grad():
-            self.user_history.copy_(torch.from_numpy(last_windows(indptr, items, width)))
             self.log_p.copy_(torch.from_numpy(np.log(np.maximum(counts, 1) / len(items))))
             cold = torch.from_numpy(counts == 0).to(self.item_values.device)
             self.item_values[:, 0] = torch.where(cold, -1, self.item_values[:, 0])

@@ -1,0 +1,1 @@
+"""Graph-embedding recommenders (multi-view walks and skip-gram)."""
