@@ -81,6 +81,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
+from _cli import epoch_timings
 
 from kgrec.data.catalog import load_dataset
 from kgrec.data.split import Queries, Split
@@ -513,11 +514,7 @@ def run_rechub(model_name: str, ds, ds_name: str, split: Split, args, work: Path
         "epoch_cap": epochs,
         "epochs_run": len(train_s),
         "best_epoch": best_epoch,
-        "train_seconds_per_epoch": float(np.mean(train_s)),
-        "train_cpu_seconds_per_epoch": float(np.mean(train_cpu)),
-        "train_seconds_each": [round(x, 2) for x in train_s],
-        "valid_seconds_per_epoch": float(np.mean(valid_s)),
-        "data_prep_seconds": prep,
+        **epoch_timings(train_s, train_cpu, valid_s, prep),
         "history_masked": bool(split.test_queries.mask_history),
     }
 

@@ -100,6 +100,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+from _cli import epoch_timings
 
 
 def librec_worker(spec_path: str) -> None:
@@ -495,11 +496,7 @@ def run_model(name: str, ds, split, seed: int, args) -> dict:
         "valid_ndcg10_curve": valid_curve, "train_loss_curve": losses,
         "epoch_cap": args.epochs, "patience": args.patience, "epochs_run": len(train_s),
         "best_epoch": best_epoch,
-        "train_seconds_per_epoch": float(np.mean(train_s)),
-        "train_cpu_seconds_per_epoch": float(np.mean(train_cpu)),
-        "train_seconds_each": [round(x, 2) for x in train_s],
-        "valid_seconds_per_epoch": float(np.mean(valid_s)),
-        "data_prep_seconds": prep,
+        **epoch_timings(train_s, train_cpu, valid_s, prep),
         "history_masked": bool(split.test_queries.mask_history),
         "stock_check": stock_check,
     }

@@ -247,7 +247,7 @@ class TwoTower(VectorRecommender):
         m = int(cfg.ssl_batch_size)
         ids = torch.randint(0, self.n_items, (m,), generator=self._rng)
         k = int(self.item_tower.n_fields)
-        multi = self.item_multi.cpu()[self.item_tower.column_field.cpu()]
+        multi = torch.from_numpy(self._multi_columns)
         f1, f2, d1, d2 = augment_views(cfg.ssl, m, k, multi_columns=multi,
                                        groups=self.mi_groups.cpu(), rate=cfg.drop_rate,
                                        generator=self._rng)
@@ -276,6 +276,9 @@ class TwoTower(VectorRecommender):
             self.log_p.copy_(torch.from_numpy(np.log(np.maximum(counts, 1) / len(items))))
             cold = torch.from_numpy(counts == 0).to(self.item_values.device)
             self.item_values[:, 0] = torch.where(cold, -1, self.item_values[:, 0])
+        # value columns of multi-valued fields (value dropout), on the CPU like the generator
+        self._multi_columns = (self.item_multi.cpu()[self.item_tower.column_field.cpu()]
+                               .numpy())
         self._rng = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
         decay = [p for n, p in self.named_parameters() if not n.endswith("bias")]
         rest = [p for n, p in self.named_parameters() if n.endswith("bias")]
