@@ -63,3 +63,22 @@ def epoch_timings(train_s: list, train_cpu: list, valid_s: list, prep: float) ->
             "train_seconds_each": [round(x, 2) for x in train_s],
             "valid_seconds_per_epoch": float(np.mean(valid_s)),
             "data_prep_seconds": prep}
+
+
+def slice_metric(r: dict, name: str, key: str) -> float | None:
+    """``key`` of the test slice ``name`` (tail, cold, diverse) of a run, None if empty."""
+    d = (r.get("test_slices") or {}).get(name) or {}
+    return d.get(key) if d.get("n_queries") else None
+
+
+def paired_p(a: list[dict], b: list[dict], get) -> str:
+    """Paired t-test (by seed, ``r["job"][4]``) of ``get`` between two groups of runs."""
+    from kgrec.eval.stats import paired_ttest
+
+    by_seed = {r["job"][4]: r for r in b}
+    pairs = [(get(r), get(by_seed[r["job"][4]])) for r in a if r["job"][4] in by_seed]
+    pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+    if len(pairs) < 2:
+        return "-"
+    _, p = paired_ttest([x for x, _ in pairs], [y for _, y in pairs])
+    return "-" if p != p else f"{p:.3f}"

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from _cli import bench_args, run_cli
+from _cli import bench_args, paired_p, run_cli, slice_metric
 from _cli import fmt_mean_std as _fmt
 
 HERE = Path(__file__).resolve().parent
@@ -98,22 +98,7 @@ def _run(job: tuple[str, str, str, str, int], runs: Path, patience: int, quick: 
     return m
 
 
-def _slice(r: dict, name: str, key: str) -> float | None:
-    d = (r.get("test_slices") or {}).get(name) or {}
-    return d.get(key) if d.get("n_queries") else None
-
-
-def _p(a: list[dict], b: list[dict], get) -> str:
-    """Paired t-test (by seed) of ``get`` between two groups of runs."""
-    from kgrec.eval.stats import paired_ttest
-
-    by_seed = {r["job"][4]: r for r in b}
-    pairs = [(get(r), get(by_seed[r["job"][4]])) for r in a if r["job"][4] in by_seed]
-    pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
-    if len(pairs) < 2:
-        return "-"
-    _, p = paired_ttest([x for x, _ in pairs], [y for _, y in pairs])
-    return "-" if p != p else f"{p:.3f}"
+_slice, _p = slice_metric, paired_p
 
 
 def report(runs: list[dict], meta: dict, ann: dict | None, tsne: list[str]) -> str:

@@ -147,7 +147,7 @@ def test_tower_features_read_the_kg_and_drop_rare_fields(tiny_dataset):
     kg_fields = [f for f in items.fields if f.startswith("kg:")]
     assert kg_fields and len(kg_fields) <= tiny_dataset.n_relations
     no_kg, _ = tower_features(tiny_dataset, kg=False)
-    assert no_kg.fields == ("item_id",)
+    assert no_kg.fields == ("item_id", "genre")  # the synthetic data's own field
     strict, _ = tower_features(tiny_dataset, min_coverage=1.01)
     assert strict.fields == ("item_id",)
 
@@ -224,3 +224,22 @@ def test_two_tower_places_cold_items_from_their_features(tmp_path, tiny_dataset,
     ids = model.item_values[:, 0].numpy()
     assert (ids[counts > 0] >= 0).all()
     assert model.freq.step.item() > 0
+
+
+def test_novel_category_targets_by_hand():
+    import numpy as np
+
+    from kgrec.data.split import Queries
+    from kgrec.eval.ranking import novel_category_targets
+
+    cat = np.array([0, 0, 1, 2, -1, 1])
+    # query 0: history 0, 2, 1 (categories 0, 1, 0), targets 3 (cat 2), 2 (cat 1), 4 (none)
+    # query 1: history 3 (cat 2), targets 2 (cat 1), 3 (cat 2), 5 (cat 1)
+    q = Queries(np.array([0, 1]), np.array([0, 3, 4]), np.array([0, 2, 1, 3]),
+                np.array([0, 3, 6]), np.array([3, 2, 4, 2, 3, 5]))
+    r = novel_category_targets(q, cat, last=2)
+    assert r.tgt_indptr.tolist() == [0, 1, 3] and r.tgt_items.tolist() == [3, 2, 5]
+    r = novel_category_targets(q, cat, last=1)  # only item 1 (cat 0) counts for query 0
+    assert r.tgt_indptr.tolist() == [0, 2, 4] and r.tgt_items.tolist() == [3, 2, 2, 5]
+    with pytest.raises(ValueError, match="one entry per target"):
+        q.select_targets(np.ones(2, bool))

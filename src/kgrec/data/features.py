@@ -24,8 +24,9 @@ import pandas as pd
 if TYPE_CHECKING:
     from kgrec.data.dataset import Dataset
 
-__all__ = ["CATEGORY_FIELDS", "FeatureField", "FeatureTable", "field_mutual_information",
-           "item_categories", "kg_item_features", "tower_features"]
+__all__ = ["CATEGORY_FIELDS", "FeatureField", "FeatureTable", "category_codes",
+           "field_mutual_information", "item_categories", "kg_item_features",
+           "tower_features"]
 
 
 @dataclass(frozen=True)
@@ -328,6 +329,14 @@ def kg_item_features(ds: Dataset) -> FeatureTable:
 
 #: fields :func:`item_categories` looks for, in this order
 CATEGORY_FIELDS = ("genre", "category", "categories", "class", "attribute")
+
+
+def category_codes(table: FeatureTable | None) -> np.ndarray | None:
+    """:func:`item_categories` codes of a dataset's item table, or None where it has no
+    category field (or no table)."""
+    if table is None or not any(f in table for f in CATEGORY_FIELDS):
+        return None
+    return item_categories(table)[0]
 
 
 def item_categories(table: FeatureTable, field: str | None = None,

@@ -163,6 +163,17 @@ class Queries:
                        _indptr(np.bincount(pos[sel], minlength=len(self))), items[sel],
                        self.mask_history)
 
+    def select_targets(self, keep: np.ndarray) -> Queries:
+        """The same queries with only the targets ``keep`` (``(len(tgt_items),)`` bool, in
+        :meth:`target_pairs` order) marks; a query left without a target is kept."""
+        keep = np.asarray(keep, dtype=bool)
+        if keep.shape != self.tgt_items.shape:
+            raise ValueError(f"keep must have one entry per target ({len(self.tgt_items)})")
+        pos, items = self.target_pairs()
+        return Queries(self.users, self.hist_indptr, self.hist_items,
+                       _indptr(np.bincount(pos[keep], minlength=len(self))), items[keep],
+                       self.mask_history)
+
     def rows(self) -> np.ndarray:
         """``(n, 3)`` rows ``(user, target, 1)``, one per target (for reference / CTR code)."""
         pos, items = self.target_pairs()

@@ -7,9 +7,10 @@ Generative story:
   drawn with probability ∝ popularity * (preference of the item's topic + a little noise).
   Interactions are sparse: most items have only a few clicks, so collaborative signal alone
   is weak.
-* The KG reveals the topics: ``item -has_topic-> topic``, ``item -by-> creator`` (each creator
-  works within one topic), ``item -tagged-> tag`` (tags mostly from the item's topic, some
-  random), and a noise relation ``item -released_in-> year`` that carries no signal.
+* An item's topic is its ``genre`` (``ds.item_features``); the KG reveals the topics:
+  ``item -has_topic-> topic``, ``item -by-> creator`` (each creator works within one topic),
+  ``item -tagged-> tag`` (tags mostly from the item's topic, some random), and a noise
+  relation ``item -released_in-> year`` that carries no signal.
 
 A KG-aware model can pool the sparse clicks of items that share KG neighbours and beats a
 KG-blind one: KG-MF vs plain MF, see ``tests/test_e2e.py`` and ``benchmarks/``. Raw ids look
@@ -113,6 +114,14 @@ def make_synthetic(*, seed: int = 0, name: str = "synthetic", **overrides) -> Da
         seed=seed,
         timestamp=np.random.default_rng([seed, 1]).permutation(len(users)),
     )
+    # the topic is also a "genre" field (as MovieLens has genres): categories for the
+    # diversity metrics and the category views of M2GRL
+    from kgrec.data.features import FeatureTable
+
+    raw = ds.item_ids.astype(str)
+    k = np.char.replace(raw, "i", "").astype(np.int64)
+    ds.item_features = FeatureTable(ds.n_items).add(
+        "genre", np.arange(ds.n_items), np.char.add("topic", topic[k].astype(str)), multi=False)
     ds.meta.update({"generator": "kgrec.data.synthetic", "config": asdict(cfg),
                     "timestamps": "random order"})
     ds.source_checksums = {"synthetic": f"generated(seed={seed})"}

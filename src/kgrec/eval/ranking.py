@@ -23,8 +23,8 @@ from kgrec.models.base import Recommender
 if TYPE_CHECKING:
     from kgrec.data.split import Queries
 
-__all__ = ["evaluate_ranking", "evaluate_slices", "item_slices", "random_recall",
-           "recommend_queries"]
+__all__ = ["evaluate_ranking", "evaluate_slices", "item_slices", "novel_category_targets",
+           "random_recall", "recommend_queries"]
 
 
 def _ranked_query_blocks(
@@ -199,6 +199,28 @@ def item_slices(train_items: np.ndarray, n_items: int, *, head_share: float = 0.
     return {"tail": ~head, "cold": counts == 0}
 
 
+def novel_category_targets(queries: Queries, item_category: np.ndarray, *,
+                           last: int = 10) -> Queries:
+    """The queries with only the targets whose category does not occur among the categories
+    of the query's ``last`` history items (and is known): the held-out items of M2GRL's
+    diversity matching (Wang et al., KDD'20). Recall on them is *diversity recall*.
+    ``item_category``: ``(n_items,)`` one category id per item, ``-1`` unknown
+    (:func:`kgrec.data.features.item_categories`). Vectorised: one membership test."""
+    cat = np.asarray(item_category, dtype=np.int64)
+    if int(last) < 1:
+        raise ValueError(f"last must be >= 1, got {last}")
+    n_cat = int(cat.max()) + 2 if len(cat) else 1
+    hpos, hitems = queries.history_pairs()
+    # each query's last `last` history items (all queries: position k of hist_items)
+    from_end = queries.hist_indptr[hpos + 1] - 1 - np.arange(len(hpos))
+    recent = from_end < int(last)
+    seen = np.unique(hpos[recent] * n_cat + cat[hitems[recent]] + 1)
+    tpos, titems = queries.target_pairs()
+    tcat = cat[titems]
+    keep = (tcat >= 0) & ~_member(tpos * n_cat + tcat + 1, seen)
+    return queries.select_targets(keep)
+
+
 def random_recall(queries: Queries, n_items: int, ks: Iterable[int]) -> dict[str, float]:
     """Expected ``recall@K`` of a uniformly random ranking, per query ``min(K, C) / C`` with
     ``C`` the items it ranks (all items, less its masked history), averaged over the queries
@@ -214,14 +236,16 @@ def random_recall(queries: Queries, n_items: int, ks: Iterable[int]) -> dict[str
             for k in check_ks(ks)}
 
 
-def evaluate_slices(model: Recommender, queries: Queries, slices: dict[str, np.ndarray], *,
-                    n_items: int, ks: Iterable[int] = (10, 20, 50), **kw) -> dict[str, dict]:
-    """:func:`evaluate_ranking` of each slice (targets restricted to the slice's items, the
-    ranking still over all items), plus :func:`random_recall` on it; a slice without targets
-    gives ``{"n_queries": 0}``."""
+def evaluate_slices(model: Recommender, queries: Queries, slices: dict[str, np.ndarray | Queries],
+                    *, n_items: int, ks: Iterable[int] = (10, 20, 50), **kw
+                    ) -> dict[str, dict]:
+    """:func:`evaluate_ranking` of each slice (targets restricted to the slice's items, or
+    the slice's own queries, e.g. :func:`novel_category_targets`; the ranking still over all
+    items), plus :func:`random_recall` on it; a slice without targets gives
+    ``{"n_queries": 0}``."""
     out: dict[str, dict] = {}
     for name, keep in slices.items():
-        q = queries.with_targets(keep)
+        q = keep if not isinstance(keep, np.ndarray) else queries.with_targets(keep)
         if len(q.tgt_items) == 0:
             out[name] = {"n_queries": 0}
             continue

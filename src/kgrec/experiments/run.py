@@ -234,14 +234,24 @@ def _evaluation(cfg: RunConfig, split: Split, n_items: int):
     return evaluate, split.valid_queries, split.test_queries
 
 
-def _test_slices(model: Recommender, split: Split, cfg: RunConfig,
-                 n_items: int) -> dict[str, dict]:
+#: diversity recall counts targets whose category is not among the last N history items'
+DIVERSE_LAST = 10
+
+
+def _test_slices(model: Recommender, split: Split, cfg: RunConfig, n_items: int,
+                 item_category: np.ndarray | None = None) -> dict[str, dict]:
     """Ranking metrics of the test queries on tail and cold items
-    (:func:`kgrec.eval.ranking.item_slices` of the training clicks)."""
-    from kgrec.eval.ranking import evaluate_slices, item_slices
+    (:func:`kgrec.eval.ranking.item_slices` of the training clicks) and, where the data has
+    categories, on the ``diverse`` targets (a category new to the user's last
+    :data:`DIVERSE_LAST` items: :func:`kgrec.eval.ranking.novel_category_targets`)."""
+    from kgrec.eval.ranking import evaluate_slices, item_slices, novel_category_targets
 
     train = split.train[split.train[:, 2] == 1]
-    return evaluate_slices(model, split.test_queries, item_slices(train[:, 1], n_items),
+    slices: dict[str, Any] = dict(item_slices(train[:, 1], n_items))
+    if item_category is not None:
+        slices["diverse"] = novel_category_targets(split.test_queries, item_category,
+                                                   last=DIVERSE_LAST)
+    return evaluate_slices(model, split.test_queries, slices,
                            n_items=n_items, ks=tuple(sorted(int(k) for k in cfg.ks)))
 
 
@@ -374,7 +384,10 @@ def _train(cfg: RunConfig) -> RunResult:
     slices = None
     if cfg.ranking and main:
         t0 = time.perf_counter()
-        slices = _test_slices(model, split, cfg, ds.n_items)
+        from kgrec.data.features import category_codes
+
+        slices = _test_slices(model, split, cfg, ds.n_items,
+                              category_codes(getattr(ds, "item_features", None)))
         topk_seconds = time.perf_counter() - t0
 
     metrics = {
@@ -424,7 +437,8 @@ def evaluate_run(run_dir: str | Path, *, topk: bool = True) -> dict[str, Any]:
         from kgrec.eval import evaluate_ctr as evaluate
     out: dict[str, Any] = {"valid": evaluate(art.model, valid), "test": evaluate(art.model, test)}
     if cfg.ranking:
-        out["test_slices"] = _test_slices(art.model, split, cfg, art.n_items)
+        out["test_slices"] = _test_slices(art.model, split, cfg, art.n_items,
+                                          art.item_category)
     if topk and not cfg.ranking:
         from kgrec.eval import evaluate_topk
 

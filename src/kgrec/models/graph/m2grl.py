@@ -20,12 +20,27 @@ Recommender Systems", KDD'20).
   ``weighting="uncertainty"``) or equally (``"equal"``); the weights are logged every epoch
   (``rec/w:<task>`` in the run's history).
 * **Retrieval.** The user vector is the recency-weighted mean (``decay`` per step back) of
-  the item-view vectors of the last ``history`` items; an item's score is the inner product
-  with its item-view vector. Users are served from their history, so a user unseen in
-  training is served too.
+  the item-view (input) vectors of the last ``history`` items; an item's score is the inner
+  product with its input + output vector (``candidates="in+out"``, the GloVe-style sum: on
+  movie-half it lifts validation recall@50 of item2vec from 0.31 to 0.38 over input
+  vectors alone) or its input vector (``"in"``). Users are served from their history, so a
+  user unseen in training is served too.
+* **Diversity matching** (``diversity=True``, ``-m m2grl-div``; the paper's multi-view
+  metric model): a two-layer network maps an item's concatenated view vectors (item,
+  category, KG; gradients stopped, so the views train as in plain M2GRL) into a metric
+  space, trained with a logistic contrastive loss to place an item near items of *other*
+  categories that the same user clicks within ``div_window`` steps, against sampled
+  items. Retrieval then runs in the metric space.
 
-The item view alone (``views="item"``, ``inter_view=False``) is item2vec / DeepWalk on the
-item graph (Barkan & Koenigstein, 2016; Perozzi et al., KDD'14): the baseline of the paper.
+Baselines as variants of the same code:
+
+* the item view alone (``views="item"``, ``inter_view=False``, ``-m item2vec``) is item2vec
+  / DeepWalk on the item graph (Barkan & Koenigstein, 2016; Perozzi et al., KDD'14), the
+  paper's baseline;
+* ``side_info="category,kg"`` with the item view alone (``-m eges``) is EGES (Wang et al.,
+  KDD'18): the center vector of an item is the average of its id embedding and its side
+  information's embeddings, weighted by learned per-item weights ``softmax(a_i)``, so an
+  item without clicks is placed by its side information.
 """
 
 from __future__ import annotations
@@ -38,6 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kgrec.models.base import Task, TrainData, VectorRecommender
+from kgrec.models.layers import gather_rows
 from kgrec.models.losses import UncertaintyWeights
 
 __all__ = ["M2GRL", "M2GRLConfig", "build"]
@@ -52,8 +68,11 @@ class M2GRLConfig:
     have, among those with fewer distinct tails than half the items); inter_view: the
     alignment tasks; weighting: ``uncertainty`` or ``equal``; walks_per_node, walk_length,
     window, n_neg: DeepWalk / skip-gram settings; align_neg: negatives per aligned pair;
-    history, decay: the user vector's last items and recency decay; lr, batch_size: Adam and
-    pairs per step (per view)."""
+    history, decay: the user vector's last items and recency decay; candidates: ``in+out`` or
+    ``in``, the item vectors scored; side_info: EGES's side-information fields of the item
+    view (comma-separated subset of ``category,kg``); diversity, div_dim, div_window,
+    div_neg: the diversity-matching metric model (its size, the co-click window of its
+    pairs, negatives per pair); lr, batch_size: Adam and pairs per step (per view)."""
 
     dim: int = 64
     views: str = "item,category,kg"
@@ -65,10 +84,20 @@ class M2GRLConfig:
     window: int = 3
     n_neg: int = 5
     align_neg: int = 5
+    align_batch: int = 256
+    align_moves_items: bool = True
     history: int = 20
     decay: float = 0.9
-    lr: float = 5e-3
-    batch_size: int = 4096
+    candidates: str = "in+out"
+    side_info: str = ""
+    diversity: bool = False
+    div_dim: int = 64
+    div_window: int = 5
+    div_neg: int = 5
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weights_lr: float = 1e-2
+    batch_size: int = 1024
 
     def __post_init__(self) -> None:
         names = self.view_names
@@ -83,10 +112,25 @@ class M2GRLConfig:
             raise ValueError(f"decay must be in (0, 1], got {self.decay}")
         if self.history < 1:
             raise ValueError(f"history must be >= 1, got {self.history}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if self.candidates not in ("in", "in+out"):
+            raise ValueError(f"candidates must be 'in' or 'in+out', got {self.candidates!r}")
+        if any(v not in VIEWS[1:] for v in self.side_names):
+            raise ValueError(f"side_info must name a subset of {', '.join(VIEWS[1:])}, got "
+                             f"{self.side_info!r}")
+        for name in ("div_dim", "div_window", "div_neg", "dim", "walks_per_node",
+                     "walk_length", "window", "batch_size", "align_batch"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     @property
     def view_names(self) -> list[str]:
         return [v.strip() for v in self.views.split(",") if v.strip()]
+
+    @property
+    def side_names(self) -> list[str]:
+        return [v.strip() for v in self.side_info.split(",") if v.strip()]
 
 
 class M2GRL(VectorRecommender):
@@ -109,8 +153,21 @@ class M2GRL(VectorRecommender):
             self.out[v] = nn.Embedding(n, d)
             nn.init.uniform_(self.inp[v].weight, -0.5 / d, 0.5 / d)
             nn.init.zeros_(self.out[v].weight)
-        for v in self.views[1:]:
+        self.side = nn.ModuleDict()
+        for v in config.side_names:
+            if sizes.get(v, 0) > 0:
+                self.side[v] = nn.Embedding(int(sizes[v]), d)
+                nn.init.uniform_(self.side[v].weight, -0.5 / d, 0.5 / d)
+        # EGES's per-item weights of [id, side fields...] (softmax over the present ones)
+        self.side_att = nn.Parameter(torch.zeros(self.n_items, 1 + len(self.side))) \
+            if len(self.side) else None
+        for v in dict.fromkeys([*self.views[1:], *self.side]):
             self.register_buffer(f"lookup_{v}", torch.as_tensor(lookups[v], dtype=torch.long))
+        self.metric = None
+        if config.diversity:
+            k = int(config.div_dim)
+            self.metric = nn.Sequential(nn.Linear(d * len(self.views), k), nn.ReLU(),
+                                        nn.Linear(k, k))
         self.align = nn.ModuleDict()
         if config.inter_view:
             for v in self.views[1:]:
@@ -124,32 +181,94 @@ class M2GRL(VectorRecommender):
                                                         dtype=torch.long))
 
     # ------------------------------------------------------------------ scoring
+    def _lookup(self, view: str) -> torch.Tensor:
+        return getattr(self, f"lookup_{view}")
+
+    def centers(self, items: torch.Tensor) -> torch.Tensor:
+        """Input (center) vectors of the item view, ``(*items.shape, dim)``: the id
+        embedding, or with side information EGES's weighted average."""
+        e = gather_rows(self.inp["item"].weight, items)
+        if self.side_att is None:
+            return e
+        parts, present = [e], [torch.ones_like(items, dtype=torch.bool)]
+        for v, table in self.side.items():
+            tok = self._lookup(v)[items]
+            parts.append(gather_rows(table.weight, tok.clamp(min=0)))
+            present.append(tok >= 0)
+        a = gather_rows(self.side_att, items).masked_fill(~torch.stack(present, -1),
+                                                           float("-inf"))
+        return (torch.softmax(a, -1).unsqueeze(-1) * torch.stack(parts, -2)).sum(-2)
+
+    def _view_vectors(self, items: torch.Tensor) -> torch.Tensor:
+        """The metric model's input: the item's vectors of every view, concatenated (a view
+        token the item lacks contributes zeros)."""
+        parts = [self.centers(items)]
+        for v in self.views[1:]:
+            tok = self._lookup(v)[items]
+            parts.append(self.inp[v].weight[tok.clamp(min=0)] * (tok >= 0).unsqueeze(-1))
+        return torch.cat(parts, -1)
+
+    def _all_items(self) -> torch.Tensor:
+        return torch.arange(self.n_items, device=self.inp["item"].weight.device)
+
     def item_vectors(self) -> torch.Tensor:
-        return self.inp["item"].weight
+        items = self._all_items()
+        if self.metric is not None:
+            return self.metric(self._view_vectors(items))
+        e = self.centers(items)
+        return e + self.out["item"].weight if self.config.candidates == "in+out" else e
+
+    def item_vectors_of(self, items: torch.Tensor) -> torch.Tensor:
+        if self.metric is not None:
+            return self.metric(self._view_vectors(items))
+        e = self.centers(items)
+        return e + self.out["item"].weight[items] if self.config.candidates == "in+out" else e
 
     def user_vectors(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         h = history[:, -self.config.history:]
         mask = h >= 0
         age = torch.arange(h.shape[1] - 1, -1, -1, device=h.device, dtype=torch.float32)
         w = self.config.decay ** age * mask
-        e = self.inp["item"](h.clamp(min=0))
+        hc = h.clamp(min=0)
+        e = self.metric(self._view_vectors(hc)) if self.metric is not None else self.centers(hc)
         return (w.unsqueeze(-1) * e).sum(1) / w.sum(1, keepdim=True).clamp(min=1e-9)
 
     # ------------------------------------------------------------------ training
+    # gather_rows + multiply-and-sum: ~4x faster steps on CPU than nn.Embedding + bmm
     def _sgns(self, view: str, batch) -> torch.Tensor:
         c, o, n = batch
-        ec = self.inp[view](c)
-        pos = F.logsigmoid((ec * self.out[view](o)).sum(-1))
-        neg = F.logsigmoid(-(self.out[view](n) @ ec.unsqueeze(-1)).squeeze(-1)).sum(-1)
+        ec = self.centers(c) if view == "item" else gather_rows(self.inp[view].weight, c)
+        out = self.out[view].weight
+        pos = F.logsigmoid((ec * gather_rows(out, o)).sum(-1))
+        neg = F.logsigmoid(-(gather_rows(out, n) * ec.unsqueeze(1)).sum(-1)).sum(-1)
         return -(pos + neg).mean()
 
     def _align(self, view: str, batch) -> torch.Tensor:
         items, tok, neg = batch
         a, b = self.align[view]
-        ei = a(self.inp["item"](items))
-        pos = F.logsigmoid((ei * b(self.inp[view](tok))).sum(-1))
-        en = b(self.inp[view](neg))  # (n, k, d)
-        negs = F.logsigmoid(-(en @ ei.unsqueeze(-1)).squeeze(-1)).sum(-1)
+        ei = self.centers(items)
+        ei = a(ei if self.config.align_moves_items else ei.detach())
+        tab = b(self.inp[view].weight)  # the view's vocabulary is small: map it whole
+        pos = F.logsigmoid((ei * gather_rows(tab, tok)).sum(-1))
+        en = gather_rows(tab, neg)  # (n, k, d)
+        negs = F.logsigmoid(-(en * ei.unsqueeze(1)).sum(-1)).sum(-1)
+        return -(pos + negs).mean()
+
+    def _diversity_categories(self) -> np.ndarray:
+        if not hasattr(self, "lookup_category"):
+            raise ValueError("m2grl diversity needs item categories (a category view): the "
+                             "data has no category field")
+        return self._lookup("category").cpu().numpy()
+
+    def _metric_loss(self, batch) -> torch.Tensor:
+        """Logistic contrastive loss of the diversity metric: an item near the other-category
+        items its users click, away from sampled items; view vectors are detached."""
+        a, b, neg = batch
+        with torch.no_grad():
+            va, vb, vn = (self._view_vectors(x) for x in (a, b, neg))
+        fa, fb, fn = self.metric(va), self.metric(vb), self.metric(vn)
+        pos = F.logsigmoid((fa * fb).sum(-1))
+        negs = F.logsigmoid(-(fn * fa.unsqueeze(1)).sum(-1)).sum(-1)
         return -(pos + negs).mean()
 
     def _loss(self, batch: dict) -> dict[str, torch.Tensor]:
@@ -157,9 +276,11 @@ class M2GRL(VectorRecommender):
         for v in self.align:
             if f"align:{v}" in batch:
                 losses[f"align:{v}"] = self._align(v, batch[f"align:{v}"])
-        if self.config.weighting == "equal":
-            return losses
-        return self.weights.parts(losses)
+        if self.config.weighting != "equal":
+            losses = self.weights.parts(losses)
+        if "metric" in batch:  # its own parameters only: outside the task weighting
+            losses["metric"] = self._metric_loss(batch["metric"])
+        return losses
 
     def tasks(self, data: TrainData) -> list[Task]:
         from kgrec.data.graph import cooccurrence_graph, map_tokens, skipgram_batches
@@ -177,6 +298,18 @@ class M2GRL(VectorRecommender):
             raise ValueError("m2grl: the item graph has no edge (every user has one click?)")
         seed = int(torch.randint(0, 2**31 - 1, (1,)))
         counts = np.bincount(items, minlength=self.n_items)
+        div_pairs = None
+        if self.metric is not None:
+            div_pairs = _diversity_pairs(indptr, items, self._diversity_categories(),
+                                         cfg.div_window)
+            if len(div_pairs[0]) == 0:
+                raise ValueError("m2grl diversity: no pair of co-clicked items of different "
+                                 "categories in the training data (does it have categories?)")
+
+        aligned = {v: np.flatnonzero((counts > 0) & (lookups[v] >= 0)) for v in self.align}
+        for v, its in aligned.items():
+            if not len(its):
+                raise ValueError(f"m2grl: no clicked item has a {v} token to align")
 
         def stream(view: str, epoch: int, k: int):
             return skipgram_batches(graphs[view], walks_per_node=cfg.walks_per_node,
@@ -199,22 +332,41 @@ class M2GRL(VectorRecommender):
                     out[v] = nxt
                 for v in self.align:
                     lk = lookups[v]
-                    # clicked items (by popularity), with a token in the view
-                    it = rng.choice(self.n_items, size=cfg.batch_size,
-                                    p=counts / counts.sum())
-                    it = it[lk[it] >= 0]
-                    if len(it):
-                        neg = rng.integers(0, self.inp[v].num_embeddings,
-                                           (len(it), cfg.align_neg))
-                        out[f"align:{v}"] = (it, lk[it], neg)
+                    # clicked items with a token in the view, drawn uniformly
+                    it = aligned[v][rng.integers(0, len(aligned[v]), cfg.align_batch)]
+                    neg = rng.integers(0, self.inp[v].num_embeddings, (len(it), cfg.align_neg))
+                    out[f"align:{v}"] = (it, lk[it], neg)
+                if div_pairs is not None:
+                    k = rng.integers(0, len(div_pairs[0]), cfg.batch_size)
+                    neg = rng.choice(self.n_items, size=(cfg.batch_size, cfg.div_neg),
+                                     p=counts / counts.sum())
+                    out["metric"] = (div_pairs[0][k], div_pairs[1][k], neg)
                 yield out
 
         def stats() -> dict[str, float]:
             return {f"w:{k}": w for k, w in self.weights.weights().items()}
 
-        return [Task(name="rec", source=source, loss=self._loss,
-                     params=list(self.parameters()), lr=cfg.lr, batch_size=cfg.batch_size,
-                     epoch_stats=stats)]
+        params: list = list(self.parameters())
+        if cfg.optimizer == "sgd":  # the task weights learn at their own rate
+            lv = self.weights.log_var
+            params = [{"params": [p for p in params if p is not lv]},
+                      {"params": [lv], "lr": cfg.weights_lr}]
+        return [Task(name="rec", source=source, loss=self._loss, params=params, lr=cfg.lr,
+                     batch_size=cfg.batch_size, epoch_stats=stats, optimizer=cfg.optimizer)]
+
+
+def _diversity_pairs(indptr: np.ndarray, items: np.ndarray, category: np.ndarray,
+                     window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Both orders of every pair of one user's clicks at most ``window`` positions apart whose
+    items have different known categories (the diversity metric's positives)."""
+    seq = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    cat = category[items]
+    a_all, b_all = [], []
+    for d in range(1, window + 1):
+        ok = (seq[:-d] == seq[d:]) & (cat[:-d] >= 0) & (cat[d:] >= 0) & (cat[:-d] != cat[d:])
+        a_all += [items[:-d][ok], items[d:][ok]]
+        b_all += [items[d:][ok], items[:-d][ok]]
+    return np.concatenate(a_all), np.concatenate(b_all)
 
 
 def _kg_lookup(ds, relation: str) -> tuple[np.ndarray, int, str]:
@@ -246,12 +398,13 @@ def build(ds, cfg: M2GRLConfig, inputs: dict[str, np.ndarray] | None = None) -> 
     pre = inputs or {}
     lookups: dict[str, np.ndarray] = {}
     sizes: dict[str, int] = {}
-    names = cfg.view_names
+    names = [*cfg.view_names, *cfg.side_names]
     if any(k.startswith("lookup_") for k in pre) or "inp.item.weight" in pre:
         for v in names[1:]:
             if f"lookup_{v}" in pre:
                 lookups[v] = pre[f"lookup_{v}"]
-                sizes[v] = int(pre[f"inp.{v}.weight"].shape[0])
+                table = pre.get(f"inp.{v}.weight", pre.get(f"side.{v}.weight"))
+                sizes[v] = int(table.shape[0])
         return M2GRL(n_users=ds.n_users, n_items=ds.n_items, config=cfg, lookups=lookups,
                      sizes=sizes)
     if "category" in names and getattr(ds, "item_features", None) is not None:
