@@ -66,7 +66,7 @@ PLANS = {
         ("movie-half", "loo", "pop", "full", 1),
         *[("movie-half", "loo", m, "full", 3) for m in ("item2vec", "eges", "m2grl",
                                                        "m2grl-div")],
-        *[("movie-half", "loo", "m2grl", v, 3) for v in ("equal", "no-inter-view")],
+        *[("movie-half", "loo", "m2grl", v, 2) for v in ("equal", "no-inter-view")],
         ("movie-half", "loo", "m2grl", "no-align-grad", 1),
     ],
     "quick": [("movie-half", "loo", "item2vec", "full", 1)],

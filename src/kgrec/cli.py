@@ -43,6 +43,9 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
+_SLICE_TEXT = {"diverse": "test targets of a category new to the user's last 10 items"}
+
+
 def _print_metrics(m: dict[str, Any]) -> None:
     test, valid = m.get("test") or {}, m.get("valid") or {}
     typer.echo(f"\n{m.get('model')} on {m.get('dataset')} (seed {m.get('seed')}), "
@@ -62,7 +65,8 @@ def _print_metrics(m: dict[str, Any]) -> None:
             ks = sorted({int(k.split("@")[1]) for k in d if k.startswith("ndcg@")})
             typer.echo(f"  {name:5s}  " + "  ".join(
                 f"R@{k} {d[f'recall@{k}']:.4f} NDCG@{k} {d[f'ndcg@{k}']:.4f}" for k in ks)
-                + f"  (test targets on {name} items, {d['n_queries']} queries; random "
+                + f"  ({_SLICE_TEXT.get(name, f'test targets on {name} items')}, "
+                  f"{d['n_queries']} queries; random "
                   f"R@{ks[-1]} {d[f'random_recall@{ks[-1]}']:.4f})")
     topk = m.get("test_topk")
     if topk:
