@@ -82,3 +82,28 @@ def paired_p(a: list[dict], b: list[dict], get) -> str:
         return "-"
     _, p = paired_ttest([x for x, _ in pairs], [y for _, y in pairs])
     return "-" if p != p else f"{p:.3f}"
+
+
+def train_job(job: tuple, runs: Path, *, patience: int, quick: bool,
+              sets: dict[str, str]) -> dict:
+    """One ``(dataset, protocol, model, variant, seed)`` job of a plan-driven benchmark:
+    ``kgrec train ... --set k=v`` into ``runs/<ds>-<protocol>-<model>-<variant>-s<seed>``
+    (reused when it finished before), one torch thread, ``--patience``; ``quick``: 2 epochs.
+    Returns the run's metrics with ``job`` and ``run_dir`` added."""
+    ds, protocol, model, variant, seed = job
+    out = runs / f"{ds}-{protocol}-{model}-{variant}-s{seed}"
+    if (out / "metrics.json").is_file():
+        m = json.loads((out / "metrics.json").read_text())
+    else:
+        args = ["train", "-d", ds, "-m", model, "--protocol", protocol, "--seed", str(seed),
+                "--ks", "10,20,50", "--out", str(out), "-q", "--threads", "1",
+                "--patience", str(patience)]
+        for k, v in sets.items():
+            args += ["--set", f"{k}={v}"]
+        if quick:
+            args += ["--epochs", "2"]
+        m = run_cli(args, out)
+        print(f"done {out.name}: recall@50 {m['test']['recall@50']:.4f}", flush=True)
+    m["job"] = list(job)
+    m["run_dir"] = str(out)
+    return m

@@ -40,7 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from _cli import bench_args, paired_p, run_cli, slice_metric
+from _cli import bench_args, paired_p, slice_metric, train_job
 from _cli import fmt_mean_std as _fmt
 
 HERE = Path(__file__).resolve().parent
@@ -80,23 +80,7 @@ def _dir(runs: Path, job) -> Path:
 
 
 def _run(job, runs: Path, patience: int, quick: bool) -> dict:
-    ds, protocol, model, variant, seed = job
-    out = _dir(runs, job)
-    if (out / "metrics.json").is_file():
-        m = json.loads((out / "metrics.json").read_text())
-    else:
-        args = ["train", "-d", ds, "-m", model, "--protocol", protocol, "--seed", str(seed),
-                "--ks", "10,20,50", "--out", str(out), "-q", "--threads", "1",
-                "--patience", str(patience)]
-        for k, v in VARIANTS[variant].items():
-            args += ["--set", f"{k}={v}"]
-        if quick:
-            args += ["--epochs", "2"]
-        m = run_cli(args, out)
-        print(f"done {out.name}: recall@50 {m['test']['recall@50']:.4f}", flush=True)
-    m["job"] = list(job)
-    m["run_dir"] = str(out)
-    return m
+    return train_job(job, runs, patience=patience, quick=quick, sets=VARIANTS[job[3]])
 
 
 # ---------------------------------------------------------------------- gensim
