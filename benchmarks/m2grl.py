@@ -132,8 +132,7 @@ def gensim_runs(runs: list[dict], gensim_python: str) -> list[dict]:
             continue
         cfg = RunConfig(dataset=ds_name, model="item2vec", protocol=protocol, seed=seed)
         ds, split = prepare_data(cfg)
-        mcfg = M2GRLConfig(**{**r["model_params"]}) if "model_params" in r else M2GRLConfig(
-            views="item", inter_view=False)
+        mcfg = M2GRLConfig(**r["model_params"])
         torch.manual_seed(seed)
         m = build_model("item2vec", ds, mcfg)
         indptr, items = remember_histories(m, _train_data(ds, split, cfg))
@@ -177,9 +176,6 @@ def gensim_runs(runs: list[dict], gensim_python: str) -> list[dict]:
 
 
 # ---------------------------------------------------------------------- report
-_slice, _p = slice_metric, paired_p
-
-
 def _sec_per_epoch(r: dict) -> float | None:
     if "seconds_per_epoch" in r:
         return r["seconds_per_epoch"]
@@ -218,6 +214,10 @@ def weights_plot(runs: list[dict], path: Path) -> bool:
     return True
 
 
+def _diverse50(r: dict) -> float | None:
+    return slice_metric(r, "diverse", "recall@50")
+
+
 def report(runs: list[dict], gensim: list[dict], meta: dict, plot: str | None) -> str:
     groups: dict[tuple, list[dict]] = {}
     for r in [*runs, *gensim]:
@@ -243,8 +243,8 @@ def report(runs: list[dict], gensim: list[dict], meta: dict, plot: str | None) -
             if not rs:
                 continue
             label = LABELS.get((model, variant), "gensim Word2Vec on item2vec's walks")
-            div = [_slice(r, "diverse", "recall@50") for r in rs]
-            rnd = [_slice(r, "diverse", "random_recall@50") for r in rs]
+            div = [slice_metric(r, "diverse", "recall@50") for r in rs]
+            rnd = [slice_metric(r, "diverse", "random_recall@50") for r in rs]
             is_ref = (model, variant) == ("item2vec", "full")
             ep = (", ".join(str(r["best_epochs"]) for r in rs) + " (val-picked)"
                   if model == "gensim" else
@@ -255,9 +255,9 @@ def report(runs: list[dict], gensim: list[dict], meta: dict, plot: str | None) -
                 f"{_fmt([r['test']['recall@20'] for r in rs])} | {_fmt(div)}"
                 + (f" ({np.mean([x for x in rnd if x is not None]):.4f})"
                    if any(x is not None for x in rnd) else "")
-                + f" | {_fmt([_slice(r, 'tail', 'recall@50') for r in rs])} | "
-                f"{'' if is_ref else _p(rs, ref, lambda r: r['test']['recall@50'])} | "
-                f"{'' if is_ref else _p(rs, ref, lambda r: _slice(r, 'diverse', 'recall@50'))}"
+                + f" | {_fmt([slice_metric(r, 'tail', 'recall@50') for r in rs])} | "
+                f"{'' if is_ref else paired_p(rs, ref, lambda r: r['test']['recall@50'])} | "
+                f"{'' if is_ref else paired_p(rs, ref, _diverse50)}"
                 f" | {_fmt([_sec_per_epoch(r) for r in rs])} | {ep} |")
         lines.append("")
     if gensim:

@@ -85,9 +85,6 @@ def _run(job: tuple[str, str, str, str, int], runs: Path, patience: int, quick: 
     return m
 
 
-_slice, _p = slice_metric, paired_p
-
-
 def report(runs: list[dict], meta: dict, ann: dict | None, tsne: list[str]) -> str:
     groups: dict[tuple, list[dict]] = {}
     for m in runs:
@@ -125,15 +122,15 @@ def report(runs: list[dict], meta: dict, ann: dict | None, tsne: list[str]) -> s
             t = [r["test"] for r in rs]
             name = model if model != "two-tower" else f"two-tower ({variant})"
             slice_name = "cold" if protocol == "cold-items" else "tail"
-            rnd = [_slice(r, slice_name, "random_recall@50") for r in rs]
+            rnd = [slice_metric(r, slice_name, "random_recall@50") for r in rs]
             spe = np.mean([r["timings"]["seconds_per_epoch"] for r in rs])
             ep = (f"{np.mean([len(r['history']) for r in rs]):.0f} "
                   f"({np.mean([r['best_epoch'] for r in rs]):.0f})")
             lines.append(
                 f"| {ds} | {name} | {len(rs)} | {_fmt([x['recall@50'] for x in t])} | "
                 f"{_fmt([x['ndcg@50'] for x in t])} | {_fmt([x['recall@20'] for x in t])} | "
-                f"{_fmt([_slice(r, 'tail', 'recall@50') for r in rs])} | "
-                f"{_fmt([_slice(r, 'cold', 'recall@50') for r in rs])} | {_fmt(rnd)} | "
+                f"{_fmt([slice_metric(r, 'tail', 'recall@50') for r in rs])} | "
+                f"{_fmt([slice_metric(r, 'cold', 'recall@50') for r in rs])} | {_fmt(rnd)} | "
                 f"{spe:.1f} | {ep} |")
         lines.append("")
     # SSL on vs off, every dataset and protocol
@@ -148,14 +145,14 @@ def report(runs: list[dict], meta: dict, ann: dict | None, tsne: list[str]) -> s
                 continue
             for sl in (("all", "tail") if protocol == "loo" else ("cold",)):
                 def get(r, sl=sl):
-                    return r["test"]["recall@50"] if sl == "all" else _slice(r, sl,
+                    return r["test"]["recall@50"] if sl == "all" else slice_metric(r, sl,
                                                                              "recall@50")
                 a = [get(r) for r in on]
                 b = [get(r) for r in off]
                 if None in a or None in b:
                     continue
                 lines.append(f"| {ds} | {protocol} | {sl} recall@50 | {_fmt(a)} | {_fmt(b)} | "
-                             f"{np.mean(a) - np.mean(b):+.4f} | {_p(on, off, get)} |")
+                             f"{np.mean(a) - np.mean(b):+.4f} | {paired_p(on, off, get)} |")
     lines.append("")
     # ablation
     abl = [k for k in groups if k[2] == "two-tower" and k[0] == "ml-100k-kg"]
@@ -177,7 +174,7 @@ def report(runs: list[dict], meta: dict, ann: dict | None, tsne: list[str]) -> s
                 return r["test"]["recall@50"]
 
             def g_tail(r):
-                return _slice(r, "tail", "recall@50")
+                return slice_metric(r, "tail", "recall@50")
 
             same = v == "full"
             spe = np.mean([r["timings"]["seconds_per_epoch"] for r in lo + co])
@@ -185,11 +182,11 @@ def report(runs: list[dict], meta: dict, ann: dict | None, tsne: list[str]) -> s
             label = f"{v} ({sets})" if sets else v
             lines.append(
                 f"| {label} | {_fmt([g_all(r) for r in lo])} | "
-                f"{'' if same else _p(lo, flo, g_all)} | "
+                f"{'' if same else paired_p(lo, flo, g_all)} | "
                 f"{_fmt([g_tail(r) for r in lo])} | "
-                f"{'' if same else _p(lo, flo, g_tail)} | "
+                f"{'' if same else paired_p(lo, flo, g_tail)} | "
                 f"{_fmt([g_all(r) for r in co])} | "
-                f"{'' if same else _p(co, fco, g_all)} | {spe:.1f} |")
+                f"{'' if same else paired_p(co, fco, g_all)} | {spe:.1f} |")
         lines.append("")
     if ann:
         lines += [f"## faiss against exact search ({ann['run']})", "",

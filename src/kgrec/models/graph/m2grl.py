@@ -264,9 +264,16 @@ class M2GRL(VectorRecommender):
         """Logistic contrastive loss of the diversity metric: an item near the other-category
         items its users click, away from sampled items; view vectors are detached."""
         a, b, neg = batch
-        with torch.no_grad():
-            va, vb, vn = (self._view_vectors(x) for x in (a, b, neg))
-        fa, fb, fn = self.metric(va), self.metric(vb), self.metric(vn)
+        rows = a.numel() + b.numel() + neg.numel()
+        if self.n_items <= rows:  # map the whole catalogue once and gather, not every row
+            with torch.no_grad():
+                v = self._view_vectors(self._all_items())
+            f = self.metric(v)
+            fa, fb, fn = gather_rows(f, a), gather_rows(f, b), gather_rows(f, neg)
+        else:
+            with torch.no_grad():
+                va, vb, vn = (self._view_vectors(x) for x in (a, b, neg))
+            fa, fb, fn = self.metric(va), self.metric(vb), self.metric(vn)
         pos = F.logsigmoid((fa * fb).sum(-1))
         negs = F.logsigmoid(-(fn * fa.unsqueeze(1)).sum(-1)).sum(-1)
         return -(pos + negs).mean()
@@ -283,7 +290,12 @@ class M2GRL(VectorRecommender):
         return losses
 
     def tasks(self, data: TrainData) -> list[Task]:
-        from kgrec.data.graph import cooccurrence_graph, map_tokens, skipgram_batches
+        from kgrec.data.graph import (
+            NegativeSampler,
+            cooccurrence_graph,
+            map_tokens,
+            skipgram_batches,
+        )
         from kgrec.models.sequential.base import remember_histories
 
         cfg = self.config
@@ -300,6 +312,7 @@ class M2GRL(VectorRecommender):
         counts = np.bincount(items, minlength=self.n_items)
         div_pairs = None
         if self.metric is not None:
+            by_clicks = NegativeSampler(counts, power=1.0)  # the metric's negatives
             div_pairs = _diversity_pairs(indptr, items, self._diversity_categories(),
                                          cfg.div_window)
             if len(div_pairs[0]) == 0:
@@ -338,8 +351,7 @@ class M2GRL(VectorRecommender):
                     out[f"align:{v}"] = (it, lk[it], neg)
                 if div_pairs is not None:
                     k = rng.integers(0, len(div_pairs[0]), cfg.batch_size)
-                    neg = rng.choice(self.n_items, size=(cfg.batch_size, cfg.div_neg),
-                                     p=counts / counts.sum())
+                    neg = by_clicks.sample((cfg.batch_size, cfg.div_neg), rng)
                     out["metric"] = (div_pairs[0][k], div_pairs[1][k], neg)
                 yield out
 
