@@ -52,8 +52,10 @@ VARIANTS: dict[str, dict[str, str]] = {
     "equal": {"weighting": "equal"},
     "no-inter-view": {"inter_view": "false"},
     "no-align-grad": {"align_moves_items": "false"},
+    "sgd": {"optimizer": "sgd", "lr": "51", "batch_size": "1024", "weighting": "equal"},
 }
 LABELS = {("pop", "full"): "popularity", ("item2vec", "full"): "item2vec / DeepWalk",
+          ("item2vec", "sgd"): "item2vec, SGD with word2vec's linear decay",
           ("eges", "full"): "EGES (side information)", ("m2grl", "full"): "M2GRL",
           ("m2grl", "equal"): "M2GRL, equal task weights",
           ("m2grl", "no-inter-view"): "M2GRL without inter-view tasks",
@@ -66,7 +68,8 @@ PLANS = {
         ("movie-half", "loo", "pop", "full", 1),
         *[("movie-half", "loo", m, "full", 3) for m in ("item2vec", "eges", "m2grl",
                                                        "m2grl-div")],
-        *[("movie-half", "loo", "m2grl", v, 2) for v in ("equal", "no-inter-view")],
+        *[("movie-half", "loo", "m2grl", v, 3) for v in ("equal", "no-inter-view")],
+        ("movie-half", "loo", "item2vec", "sgd", 3),
         ("movie-half", "loo", "m2grl", "no-align-grad", 1),
     ],
     "quick": [("movie-half", "loo", "item2vec", "full", 1)],
@@ -127,8 +130,8 @@ def gensim_runs(runs: list[dict], gensim_python: str) -> list[dict]:
         return []
     out = []
     for r in runs:
-        ds_name, protocol, model, _, seed = r["job"]
-        if model != "item2vec":
+        ds_name, protocol, model, variant, seed = r["job"]
+        if (model, variant) != ("item2vec", "full"):
             continue
         cfg = RunConfig(dataset=ds_name, model="item2vec", protocol=protocol, seed=seed)
         ds, split = prepare_data(cfg)
@@ -235,7 +238,8 @@ def report(runs: list[dict], gensim: list[dict], meta: dict, plot: str | None) -
                   "| model | seeds | test R@50 (=HR@50) | NDCG@50 | R@20 | diversity R@50 | "
                   "tail R@50 | p(R@50) vs item2vec | p(div) vs item2vec | s/epoch | epochs "
                   "(best) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-        order = [("pop", "full"), ("item2vec", "full"), ("gensim", "full"), ("eges", "full"),
+        order = [("pop", "full"), ("item2vec", "full"), ("item2vec", "sgd"), ("gensim", "full"),
+                 ("eges", "full"),
                  ("m2grl", "full"), ("m2grl", "equal"), ("m2grl", "no-inter-view"),
                  ("m2grl", "no-align-grad"), ("m2grl-div", "full")]
         for model, variant in order:
@@ -261,7 +265,7 @@ def report(runs: list[dict], gensim: list[dict], meta: dict, plot: str | None) -
                 f" | {_fmt([_sec_per_epoch(r) for r in rs])} | {ep} |")
         lines.append("")
     if gensim:
-        ours = [r for r in runs if r["job"][2] == "item2vec"]
+        ours = [r for r in runs if r["job"][2] == "item2vec" and r["job"][3] == "full"]
         tok = gensim[0]["tokens_per_epoch"]
         lines += ["## Skip-gram throughput (one thread, the same walks)", "",
                   f"One epoch = {tok:,} walk tokens (10 walks of length 20 from every node of "

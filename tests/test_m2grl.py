@@ -122,3 +122,30 @@ def test_config_errors_name_the_key():
                      ({"align_batch": 0}, "align_batch"), ({"views": "kg,item"}, "views")):
         with pytest.raises(ValueError, match=word):
             M2GRLConfig(**kw)
+
+
+def test_sgd_rate_scales_the_gradient_not_the_loss_and_the_pair_estimate():
+    import numpy as np
+
+    from kgrec.data.graph import Graph, skipgram_pairs
+    from kgrec.models.graph.m2grl import M2GRLConfig, _expected_pairs
+
+    m = _m2grl(views="item", inter_view=False, weighting="equal", optimizer="sgd")
+    with torch.no_grad():
+        m.out["item"].weight.normal_()
+    item = (torch.tensor([0, 1]), torch.tensor([1, 2]), torch.tensor([[3], [0]]))
+    full = m._loss({"item": item})["item"]
+    full.backward()
+    g_full = m.inp["item"].weight.grad.clone()
+    m.zero_grad()
+    part = m._loss({"item": item, "rate": torch.tensor(0.25)})["item"]
+    assert part.item() == pytest.approx(full.item())  # logged loss unchanged
+    part.backward()
+    torch.testing.assert_close(m.inp["item"].weight.grad, 0.25 * g_full)
+    # expected pairs of a walk without dead ends, against the dynamic window's average
+    ring = Graph.from_edges(np.arange(6), (np.arange(6) + 1) % 6, 6)
+    cfg = M2GRLConfig(walks_per_node=1, walk_length=8, window=3)
+    rng = np.random.default_rng(0)
+    walks = np.tile(np.arange(8) % 6, (4000, 1))
+    mean = len(skipgram_pairs(walks, 3, rng=rng)[0]) / 4000
+    assert _expected_pairs(ring, cfg) / 6 == pytest.approx(mean, rel=0.02)

@@ -72,7 +72,12 @@ class M2GRLConfig:
     ``in``, the item vectors scored; side_info: EGES's side-information fields of the item
     view (comma-separated subset of ``category,kg``); diversity, div_dim, div_window,
     div_neg: the diversity-matching metric model (its size, the co-click window of its
-    pairs, negatives per pair); lr, batch_size: Adam and pairs per step (per view)."""
+    pairs, negatives per pair); optimizer: ``adam`` or ``sgd`` (plain SGD, word2vec's
+    rate decaying linearly by step to ~0 over ``decay_epochs``; the task weights at
+    ``weights_lr``; stable for the item view alone: ``-m item2vec --set optimizer=sgd
+    --set lr=51 --set batch_size=1024 --set weighting=equal`` matches gensim's Word2Vec on
+    the same walks, while with the small category / KG views it diverges); lr, batch_size:
+    the rate and pairs per step (per view)."""
 
     dim: int = 64
     views: str = "item,category,kg"
@@ -97,6 +102,7 @@ class M2GRLConfig:
     optimizer: str = "adam"
     lr: float = 1e-3
     weights_lr: float = 1e-2
+    decay_epochs: int = 5
     batch_size: int = 1024
 
     def __post_init__(self) -> None:
@@ -112,6 +118,8 @@ class M2GRLConfig:
             raise ValueError(f"decay must be in (0, 1], got {self.decay}")
         if self.history < 1:
             raise ValueError(f"history must be >= 1, got {self.history}")
+        if self.decay_epochs < 0:
+            raise ValueError(f"decay_epochs must be >= 0, got {self.decay_epochs}")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if self.candidates not in ("in", "in+out"):
@@ -287,6 +295,9 @@ class M2GRL(VectorRecommender):
             losses = self.weights.parts(losses)
         if "metric" in batch:  # its own parameters only: outside the task weighting
             losses["metric"] = self._metric_loss(batch["metric"])
+        if "rate" in batch:  # word2vec's decaying rate: with plain SGD, a gradient scale
+            f = batch["rate"].to(torch.float32).reshape(())  # the trainer makes it (1,)
+            losses = {k: f * v + (1 - f) * v.detach() for k, v in losses.items()}
         return losses
 
     def tasks(self, data: TrainData) -> list[Task]:
@@ -330,12 +341,19 @@ class M2GRL(VectorRecommender):
                                     batch_size=cfg.batch_size, n_neg=cfg.n_neg,
                                     seed=seed + 7919 * k + VIEWS.index(view), epoch=epoch)
 
+        # plain SGD decays the rate linearly to ~0 over decay_epochs (word2vec), by step;
+        # the steps of an epoch are estimated from the expected skip-gram pairs of the walks
+        steps = max(1.0, _expected_pairs(graphs["item"], cfg) / cfg.batch_size)
+
         def source(epoch: int):
             rng = np.random.default_rng((seed, epoch, 1))
             others = {v: stream(v, epoch, 0) for v in graphs if v != "item"}
             restarts = dict.fromkeys(others, 0)
-            for batch in stream("item", epoch, 0):
+            for step, batch in enumerate(stream("item", epoch, 0)):
                 out = {"item": batch}
+                if cfg.optimizer == "sgd" and cfg.decay_epochs > 0:
+                    done = (epoch + step / steps) / cfg.decay_epochs
+                    out["rate"] = np.array(max(1e-4, 1.0 - done), dtype=np.float32)
                 for v in others:  # smaller views cycle through fresh epochs of walks
                     nxt = next(others[v], None)
                     if nxt is None:
@@ -365,6 +383,15 @@ class M2GRL(VectorRecommender):
                       {"params": [lv], "lr": cfg.weights_lr}]
         return [Task(name="rec", source=source, loss=self._loss, params=params, lr=cfg.lr,
                      batch_size=cfg.batch_size, epoch_stats=stats, optimizer=cfg.optimizer)]
+
+
+def _expected_pairs(graph, cfg: M2GRLConfig) -> float:
+    """Expected skip-gram pairs of one epoch of walks (no dead end; word2vec's dynamic
+    window: offset ``d`` is reached from a side with probability ``(w - d + 1) / w``)."""
+    starts = int((graph.out_weight() > 0).sum())
+    w, n = cfg.window, cfg.walk_length
+    per_walk = sum(2 * (n - d) * (w - d + 1) / w for d in range(1, min(w, n - 1) + 1))
+    return starts * cfg.walks_per_node * per_walk
 
 
 def _diversity_pairs(indptr: np.ndarray, items: np.ndarray, category: np.ndarray,
