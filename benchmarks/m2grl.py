@@ -1,5 +1,6 @@
 """M2GRL (Wang et al., KDD'20) against item2vec / DeepWalk, gensim's Word2Vec on the very same
-walks, EGES and popularity on movie-half (loo), with the ablation (no inter-view tasks, equal
+walks, EGES and popularity on movie-half (loo; one seed on Amazon Beauty and under
+``user-split``), with the ablation (no inter-view tasks, equal
 task weights, alignment without a gradient into the item view), diversity recall of the
 diversity-matching metric model, the learned task weights over epochs (a plot), and skip-gram
 throughput against gensim.
@@ -71,6 +72,10 @@ PLANS = {
         *[("movie-half", "loo", "m2grl", v, 3) for v in ("equal", "no-inter-view")],
         ("movie-half", "loo", "item2vec", "sgd", 3),
         ("movie-half", "loo", "m2grl", "no-align-grad", 1),
+        # one seed each: Amazon Beauty (attributes, no KG) and ComiRec's user-split
+        *[(ds, p, m, v, 1) for ds, p in (("amazon-beauty", "loo"), ("movie-half", "user-split"))
+          for m, v in (("pop", "full"), ("item2vec", "full"), ("item2vec", "sgd"),
+                       ("eges", "full"), ("m2grl", "full"), ("m2grl", "equal"))],
     ],
     "quick": [("movie-half", "loo", "item2vec", "full", 1)],
 }
@@ -188,7 +193,7 @@ def _sec_per_epoch(r: dict) -> float | None:
 
 def weights_plot(runs: list[dict], path: Path) -> bool:
     """The learned task weights ``exp(-s_k) / 2`` of the M2GRL runs over epochs."""
-    full = [r for r in runs if r["job"][2] == "m2grl" and r["job"][3] == "full"]
+    full = [r for r in runs if r["job"][:4] == ["movie-half", "loo", "m2grl", "full"]]
     if not full:
         return False
     import matplotlib
