@@ -12,7 +12,7 @@ benchmark resumes. *Diversity recall* is the ``diverse`` slice every ranking run
 categories reports: test targets whose category does not occur among the user's last 10
 history items (:func:`kgrec.eval.ranking.novel_category_targets`).
 
-gensim runs in its own virtual environment (``--gensim-python``, default
+gensim runs (movie-half, loo) in its own virtual environment (``--gensim-python``, default
 ``/tmp/gensim-venv/bin/python``; ``python -m venv /tmp/gensim-venv &&
 /tmp/gensim-venv/bin/pip install gensim``): for each seed this script builds item2vec's item
 graph and walks (:mod:`kgrec.data.graph`, the same settings as the preset), trains
@@ -72,8 +72,10 @@ PLANS = {
         *[("movie-half", "loo", "m2grl", v, 3) for v in ("equal", "no-inter-view")],
         ("movie-half", "loo", "item2vec", "sgd", 3),
         ("movie-half", "loo", "m2grl", "no-align-grad", 1),
-        # one seed each: Amazon Beauty (attributes, no KG) and ComiRec's user-split
-        *[(ds, p, m, v, 1) for ds, p in (("amazon-beauty", "loo"), ("movie-half", "user-split"))
+        # Amazon Beauty (attributes, no KG) and ComiRec's user-split: 3 seeds for item2vec and
+        # M2GRL with equal weights, one for the others
+        *[(ds, p, m, v, 3 if (m, v) in (("item2vec", "full"), ("m2grl", "equal")) else 1)
+          for ds, p in (("amazon-beauty", "loo"), ("movie-half", "user-split"))
           for m, v in (("pop", "full"), ("item2vec", "full"), ("item2vec", "sgd"),
                        ("eges", "full"), ("m2grl", "full"), ("m2grl", "equal"))],
     ],
@@ -136,7 +138,7 @@ def gensim_runs(runs: list[dict], gensim_python: str) -> list[dict]:
     out = []
     for r in runs:
         ds_name, protocol, model, variant, seed = r["job"]
-        if (model, variant) != ("item2vec", "full"):
+        if (ds_name, protocol, model, variant) != ("movie-half", "loo", "item2vec", "full"):
             continue
         cfg = RunConfig(dataset=ds_name, model="item2vec", protocol=protocol, seed=seed)
         ds, split = prepare_data(cfg)
