@@ -272,7 +272,7 @@ def report(runs: list[dict], gensim: list[dict], meta: dict, plot: str | None) -
                 f" | {_fmt([_sec_per_epoch(r) for r in rs])} | {ep} |")
         lines.append("")
     if gensim:
-        ours = [r for r in runs if r["job"][2] == "item2vec" and r["job"][3] == "full"]
+        ours = [r for r in runs if r["job"][:4] == ["movie-half", "loo", "item2vec", "full"]]
         tok = gensim[0]["tokens_per_epoch"]
         lines += ["## Skip-gram throughput (one thread, the same walks)", "",
                   f"One epoch = {tok:,} walk tokens (10 walks of length 20 from every node of "

@@ -220,11 +220,7 @@ class M2GRL(VectorRecommender):
         return torch.arange(self.n_items, device=self.inp["item"].weight.device)
 
     def item_vectors(self) -> torch.Tensor:
-        items = self._all_items()
-        if self.metric is not None:
-            return self.metric(self._view_vectors(items))
-        e = self.centers(items)
-        return e + self.out["item"].weight if self.config.candidates == "in+out" else e
+        return self.item_vectors_of(self._all_items())
 
     def item_vectors_of(self, items: torch.Tensor) -> torch.Tensor:
         if self.metric is not None:
