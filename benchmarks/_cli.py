@@ -47,6 +47,8 @@ def bench_args(description: str, plans: dict, runs_dir: str, patience: int):
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--patience", type=int, default=patience)
     ap.add_argument("--name", default=None)
+    ap.add_argument("--no-reuse", action="store_true",
+                    help="rerun jobs whose records an earlier results file holds")
     a = ap.parse_args()
     if not os.environ.get("KGREC_DATA"):
         sys.exit("set KGREC_DATA to the shared datasets folder")

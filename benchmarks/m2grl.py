@@ -78,6 +78,8 @@ PLANS = {
           for ds, p in (("amazon-beauty", "loo"), ("movie-half", "user-split"))
           for m, v in (("pop", "full"), ("item2vec", "full"), ("item2vec", "sgd"),
                        ("eges", "full"), ("m2grl", "full"), ("m2grl", "equal"))],
+        *[("amazon-beauty", "user-split", m, v, 1) for m, v in (
+            ("pop", "full"), ("item2vec", "full"), ("m2grl", "full"), ("m2grl", "equal"))],
     ],
     "quick": [("movie-half", "loo", "item2vec", "full", 1)],
 }

@@ -12,6 +12,13 @@ Usage::
 
     KGREC_DATA=../shared/datasets python benchmarks/sequential.py               # the default plan
     KGREC_DATA=../shared/datasets python benchmarks/sequential.py --plan quick  # a smoke test
+    KGREC_DATA=../shared/datasets python benchmarks/sequential.py --plan full   # 3 seeds a cell
+    REPORT_ONLY=1 KGREC_DATA=../shared/datasets python benchmarks/sequential.py --plan full
+
+A job without a run directory reuses its record from the results file already there (the same
+job, from the commit that file names; the record keeps that commit in ``"commit"``), so a plan
+grows an earlier table without redoing its runs; ``--no-reuse`` reruns everything.
+``REPORT_ONLY=1`` writes the report from the runs finished so far and runs nothing.
 """
 
 from __future__ import annotations
@@ -55,10 +62,14 @@ PLANS = {
         *[("movie-half", "user-split", m, 1) for m in ("pop", "youtubednn", "comirec-sa",
                                                        "comirec-dr", "sasrec")],
     ],
+    # every cell, 3 seeds; listed seed by seed so that an interrupted run has covered every
+    # cell once before it adds seeds
     "full": [
-        (ds, p, m, 3) for ds, p in (("amazon-beauty", "loo"), ("amazon-sports", "loo"),
-                                    ("amazon-beauty", "user-split"), ("movie-half", "user-split"))
+        (ds, p, m, -s) for s in (1, 2, 3)
+        for ds, p in (("amazon-beauty", "loo"), ("amazon-beauty", "user-split"),
+                      ("movie-half", "user-split"), ("amazon-sports", "loo"))
         for m in ("pop", "youtubednn", "gru4rec", "sasrec", "mind", "comirec-dr", "comirec-sa")
+        if m != "pop" or s == 1
     ],
     "quick": [("amazon-beauty", "loo", "pop", 1), ("amazon-beauty", "user-split", "comirec-sa", 1)],
 }
@@ -68,9 +79,14 @@ LAMBDAS = (0.0, 0.05, 0.1, 0.2)
 PATIENCE = {"sasrec": 15}
 
 
-def _run(job: tuple[str, str, str, int], runs: Path, quick: bool, patience: int) -> dict:
+def _run(job: tuple[str, str, str, int], runs: Path, quick: bool, patience: int,
+         earlier: dict, report_only: bool) -> dict | None:
     ds, protocol, model, seed = job
     out = runs / f"{ds}-{protocol}-{model}-s{seed}"
+    if not (out / "metrics.json").is_file() and tuple(job) in earlier:
+        return earlier[tuple(job)]
+    if report_only and not (out / "metrics.json").is_file():
+        return None
     if (out / "metrics.json").is_file():
         m = json.loads((out / "metrics.json").read_text())
         m.setdefault("process_wall_seconds", None)
@@ -111,7 +127,8 @@ def report(runs: list[dict], meta: dict, name: str) -> str:
     lines = [
         "# Sequential recall: leave-one-out (S3-Rec) and held-out users (ComiRec)", "",
         f"Command: `KGREC_DATA=../shared/datasets {meta['command']}`  ",
-        f"Date: {meta['date']}; machine: {meta['machine']}; kgrec {meta['commit']}; each run "
+        f"Date: {meta['date']}; machine: {meta['machine']}; kgrec {meta['commit']} (runs "
+        f"from commits {', '.join(sorted({r['commit'] for r in runs}))}); each run "
         "is `kgrec train -d D -m M --protocol P --seed S --ks 10,20,50 --patience "
         f"{meta['patience']}` (SASRec: `--patience {PATIENCE['sasrec']}`; user-split also "
         "`--monitor recall@50`) with the model's preset "
@@ -189,13 +206,29 @@ def main() -> None:
     quick = a.plan == "quick"
     name = a.name or ("sequential" if not quick else "sequential_quick")
     runs_dir = Path(a.runs_dir)
-    jobs = [(ds, p, m, s) for ds, p, m, n in PLANS[a.plan] for s in range(n)]
-    with ThreadPoolExecutor(a.workers) as ex:  # in the plan's order
-        runs = list(ex.map(lambda j: _run(j, runs_dir, quick, a.patience), jobs))
+    # n > 0: seeds 0..n-1; n < 0: the one seed -n - 1
+    jobs = [(ds, p, m, s) for ds, p, m, n in PLANS[a.plan]
+            for s in (range(n) if n > 0 else [-n - 1])]
     import subprocess
 
     commit = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
+    earlier: dict = {}
+    if not a.no_reuse and (RESULTS / f"{name}.json").is_file():
+        old = json.loads((RESULTS / f"{name}.json").read_text())
+        for r in old["runs"]:
+            r.setdefault("commit", old["meta"]["commit"])
+            r.setdefault("history", [None] * r.get("epochs_run", 0))
+            if r.get("diversity") is None:
+                r.pop("diversity", None)
+            earlier[tuple(r["job"])] = r
+    report_only = os.environ.get("REPORT_ONLY") == "1"
+    with ThreadPoolExecutor(a.workers) as ex:  # in the plan's order
+        runs = list(ex.map(lambda j: _run(j, runs_dir, quick, a.patience, earlier,
+                                          report_only), jobs))
+    runs = [r for r in runs if r is not None]
+    for r in runs:
+        r.setdefault("commit", commit)
     meta = {"command": "python benchmarks/sequential.py"
                        + (f" --plan {a.plan}" if a.plan != "default" else "")
                        + (f" --patience {a.patience}" if a.patience != 5 else ""),
@@ -204,7 +237,8 @@ def main() -> None:
             "commit": commit, "patience": a.patience}
     RESULTS.mkdir(exist_ok=True)
     slim = [{k: r.get(k) for k in ("job", "test", "valid", "best_epoch", "timings",
-                                    "data_checksum", "diversity", "seed", "model_params")}
+                                    "data_checksum", "diversity", "seed", "model_params",
+                                    "commit")}
             | {"epochs_run": len(r["history"])} for r in runs]
     (RESULTS / f"{name}.json").write_text(json.dumps({"meta": meta, "runs": slim}, indent=2)
                                           + "\n")
