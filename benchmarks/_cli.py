@@ -12,6 +12,8 @@ from pathlib import Path
 def run_cli(args: list[str], out: Path) -> dict:
     """Run ``kgrec <args>`` through this interpreter (same environment, even when the console
     script is not on PATH) and return the run's ``metrics.json`` plus the process wall time."""
+    if "train" in args[:2] and "--force" not in args:
+        args = [*args, "--force"]  # called for unfinished runs only: an interrupted one restarts
     argv = [sys.executable, "-m", "kgrec.cli", *args]
     t0 = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)

@@ -49,12 +49,16 @@ def test_seed_changes_only_sampled_negatives(data_dir, monkeypatch):
     assert not np.array_equal(a.ratings[~pos], b.ratings[b.ratings[:, 2] == 0])
 
 
-def test_damaged_cache_is_rebuilt(tmp_path, monkeypatch, tiny_dataset):
+def test_damaged_cache_is_rebuilt(tmp_path, monkeypatch, tiny_dataset, caplog):
     monkeypatch.setenv("KGREC_CACHE", str(tmp_path / "c"))
     a = load_dataset("synthetic", seed=5)
     (npz,) = (tmp_path / "c" / "converted").glob("synthetic-s5-*.npz")
     npz.write_bytes(b"garbage")
-    assert load_dataset("synthetic", seed=5).checksum == a.checksum
+    with caplog.at_level("WARNING", logger="kgrec"):
+        assert load_dataset("synthetic", seed=5).checksum == a.checksum
+    (rec,) = caplog.records  # one line, naming the file and saying why
+    assert npz.name in rec.getMessage() and "damaged cache" in rec.getMessage()
+    assert "\n" not in rec.getMessage()
 
 
 def _local_music_sources(data_dir, sha_of_kg=None):

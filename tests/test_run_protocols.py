@@ -42,7 +42,8 @@ def test_user_split_refuses_models_that_look_users_up(tmp_path):
 
 
 def test_unknown_protocol_fails_clearly(tmp_path):
-    with pytest.raises(ValueError, match="unknown protocol 'nope'"):
+    with pytest.raises(ValueError, match=r"--protocol \(protocol\): expected one of ctr, "
+                                         r"loo, user-split, cold-items, got 'nope'"):
         train(RunConfig(dataset="synthetic", model="pop", protocol="nope",
                         out=str(tmp_path / "x"), progress=False, plot=False))
 

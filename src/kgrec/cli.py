@@ -43,6 +43,12 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
+def _at_least(value: int, lo: int, flag: str) -> None:
+    """Exit 2 naming ``flag`` unless ``value >= lo``."""
+    if value < lo:
+        _fail(f"{flag}: must be >= {lo}, got {value}")
+
+
 _SLICE_TEXT = {"diverse": "test targets of a category new to the user's last 10 items"}
 
 
@@ -112,6 +118,8 @@ def train(
     resume: Path | None = typer.Option(
         None, help="continue an interrupted run directory from its checkpoint (its own "
                    "settings; --epochs, --device and -q may change)"),
+    force: bool = typer.Option(False, "--force",
+                               help="overwrite the finished or interrupted run in --out"),
 ) -> None:
     """Train a model on a dataset (default: MKR on the built-in synthetic dataset).
 
@@ -128,6 +136,7 @@ def train(
                 more["epochs"] = epochs
             cfg = resume_config(resume, **more)
         else:
+            cut_offs = _ints(ks, "--ks")
             cfg = RunConfig(dataset=dataset, model=model, seed=seed, epochs=epochs,
                             negatives=negatives, train_ratio=train_ratio, kg_ratio=kg_ratio,
                             kg_shuffle=kg_shuffle, params=_parse_sets(set_), topk=topk,
@@ -135,7 +144,7 @@ def train(
                             threads=threads, progress=not quiet, protocol=protocol,
                             monitor=monitor, device=device, optimizer=optimizer,
                             lr_schedule=lr_schedule, clip_norm=clip_norm, patience=patience,
-                            ks=tuple(int(k) for k in _csv(ks)))
+                            ks=cut_offs, force=force)
         res = run_train(cfg)
     except (DataError, KeyError, ValueError, FileNotFoundError, RuntimeError) as exc:
         _fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
@@ -179,6 +188,9 @@ def evaluate(
     """Re-evaluate a run's best checkpoint on its validation and test splits."""
     from kgrec.experiments.run import evaluate_run
 
+    _at_least(n, 1, "--n")
+    if index not in ("exact", "flat", "ivf", "hnsw"):
+        _fail(f"--index: expected exact, flat, ivf or hnsw, got {index!r}")
     try:
         if ann:
             from kgrec.experiments.run import evaluate_run_ann
@@ -190,7 +202,7 @@ def evaluate(
         if lambdas is not None:
             from kgrec.experiments.run import evaluate_run_diversity
 
-            res = evaluate_run_diversity(run_dir, [float(x) for x in _csv(lambdas)], n=n,
+            res = evaluate_run_diversity(run_dir, _floats(lambdas, "--lambdas"), n=n,
                                          index=index)
             _table(res, "lambda", [f"recall@{n}", f"ndcg@{n}", f"hr@{n}", f"diversity@{n}"],
                    as_json)
@@ -203,6 +215,8 @@ def evaluate(
         typer.echo(json.dumps(res, indent=2))
         return
     meta = json.loads((run_dir / "config.json").read_text())["run"]
+    if res.get("incomplete"):
+        typer.secho(f"note: {res['incomplete']}", fg=typer.colors.YELLOW, err=True)
     _print_metrics({**res, "model": meta["model"], "dataset": meta["dataset"],
                     "seed": meta["seed"], "best_epoch": "(checkpoint)"})
 
@@ -218,6 +232,7 @@ def recommend(
     """Top-K items for users of a trained run (raw ids in, raw ids out; no data needed)."""
     import kgrec
 
+    _at_least(k, 1, "-k")
     try:
         art = kgrec.load(run_dir)
         recs = art.recommend(users, k, exclude_seen=not include_seen)
@@ -291,6 +306,8 @@ def plot_tsne(
     seed: int = typer.Option(0, help="seeds the item sample and t-SNE"),
 ) -> None:
     """t-SNE of a run's item vectors coloured by category, with a user's interests."""
+    _at_least(items, 2, "--items")
+    _at_least(seed, 0, "--seed")
     import kgrec
     from kgrec.viz.tsne import tsne_plot
 
@@ -343,6 +360,7 @@ def kge_train(
     threads: int | None = typer.Option(None, help="torch threads"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     device: str = typer.Option("auto", help="auto (CUDA where available), cpu, cuda, cuda:N"),
+    force: bool = typer.Option(False, "--force", help="overwrite the run in --out"),
 ) -> None:
     """Train a KG embedding model; report filtered link prediction; export the embeddings."""
     from kgrec.data.dataset import DataError
@@ -352,7 +370,7 @@ def kge_train(
                        epochs=epochs,
                        params=_parse_sets(set_), out=str(out) if out else None,
                        triples_file=str(triples) if triples else None, progress=not quiet,
-                       threads=threads, device=device)
+                       threads=threads, device=device, force=force)
     try:
         res = train_kge(cfg)
     except (DataError, KeyError, ValueError, FileNotFoundError, RuntimeError) as exc:
@@ -376,6 +394,22 @@ def kge_train(
 
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _ints(text: str, flag: str) -> tuple[int, ...]:
+    """Comma-separated integers of option ``flag``; the error names the option."""
+    try:
+        return tuple(int(t) for t in _csv(text))
+    except ValueError:
+        raise ValueError(f"{flag}: expected comma-separated integers, got {text!r}") from None
+
+
+def _floats(text: str, flag: str) -> list[float]:
+    """Comma-separated numbers of option ``flag``; the error names the option."""
+    try:
+        return [float(t) for t in _csv(text)]
+    except ValueError:
+        raise ValueError(f"{flag}: expected comma-separated numbers, got {text!r}") from None
 
 
 def _benchmark_command(datasets, models, seeds, sections, quick, workers, negatives, name,
@@ -424,6 +458,9 @@ def benchmark(
     from kgrec.data.dataset import DataError
     from kgrec.experiments.benchmark import DEFAULT_MODELS, BenchmarkConfig, run_benchmark
 
+    _at_least(seeds, 1, "--seeds")
+    _at_least(workers, 1, "--workers")
+    _at_least(topk_users, 0, "--topk-users")
     kw: dict[str, Any] = {}
     if sparse_models:
         kw["sparse_models"] = _csv(sparse_models)

@@ -242,6 +242,12 @@ def locate(name: str) -> Path | None:
         for layout in e.layouts:
             if all((root / f).is_file() for f in layout):
                 return root
+        for layout in e.layouts:  # a layout's name taken by a folder: say so, don't download
+            odd = [root / f for f in layout if (root / f).exists() and not (root / f).is_file()]
+            if odd and all((root / f).exists() for f in layout):
+                from kgrec.data.readers.table import check_file
+
+                check_file(odd[0])
     return None
 
 
@@ -414,6 +420,16 @@ def _derive_movie_half(seed: int) -> Path:
     return dest
 
 
+def _damaged(cached: Path, exc: Exception) -> None:
+    """Remove a cache file that cannot be read, saying so in one line (logger ``kgrec``)."""
+    import logging
+
+    reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+    logging.getLogger("kgrec").warning(
+        "%s: damaged cache file (%s); rebuilding it from the source files", cached, reason)
+    cached.unlink(missing_ok=True)
+
+
 def load_dataset(name: str, *, seed: int = 0, refresh: bool = False,
                  download_missing: bool = True) -> Dataset:
     """Load a catalog dataset, converted the MKR way with negatives drawn under ``seed``.
@@ -431,8 +447,8 @@ def load_dataset(name: str, *, seed: int = 0, refresh: bool = False,
         if cached.is_file() and not refresh:
             try:
                 return Dataset.from_npz(cached)
-            except Exception:
-                cached.unlink(missing_ok=True)
+            except Exception as exc:
+                _damaged(cached, exc)
         ds = make_synthetic(seed=seed)
         ds.to_npz(cached)
         return ds
@@ -448,8 +464,8 @@ def load_dataset(name: str, *, seed: int = 0, refresh: bool = False,
     if cached.is_file() and not refresh:
         try:
             return Dataset.from_npz(cached)
-        except Exception:  # a damaged cache file is rebuilt, never trusted
-            cached.unlink(missing_ok=True)
+        except Exception as exc:  # a damaged cache file is rebuilt, never trusted
+            _damaged(cached, exc)
     ds = _convert(name, root, seed)
     ds.meta["source_dir"] = str(root)
     ds.to_npz(cached)

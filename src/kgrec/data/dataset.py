@@ -200,6 +200,21 @@ class Dataset:
                 raise DataError(f"dataset {self.name!r}: {what}_features has {table.n_rows} "
                                 f"rows for {n} {what}s")
 
+    def check_trainable(self) -> None:
+        """Raise :class:`DataError` (naming the source file) unless at least two users and two
+        items have interactions: a split, negatives, AUC and rankings need them."""
+        r = self.ratings
+        for col, what in ((0, "user"), (1, "item")):
+            n = len(np.unique(r[:, col]))
+            if n < 2:
+                files = list(self.source_checksums)
+                where = None
+                if files:
+                    where = Path(self.meta.get("source_dir", "")) / files[0]
+                raise DataError(f"dataset {self.name!r} has interactions of {n} {what}; "
+                                "training and evaluation need at least 2 users and 2 items",
+                                path=where)
+
     # ------------------------------------------------------------------ views
     @property
     def checksum(self) -> str:

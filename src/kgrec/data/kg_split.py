@@ -39,7 +39,8 @@ def split_triples(
     ``int(n * ratios[1])`` and ``int(n * ratios[2])`` triples are drawn for validation and
     test, then every entity and relation of a held-out triple is guaranteed to appear in
     training (see the module docstring), so the held-out parts may end up a little smaller.
-    Each part keeps the original row order.
+    Each part keeps the original row order. Repeated triples are kept once (their first
+    row), so no held-out triple is also a training triple.
 
     Returns:
         a :class:`~kgrec.data.dataset.Split` of ``(n_k, 3)`` int64 arrays.
@@ -47,6 +48,10 @@ def split_triples(
     if len(ratios) != 3 or min(ratios) < 0 or abs(sum(ratios) - 1.0) > 1e-6:
         raise ValueError(f"ratios must be three non-negative numbers summing to 1, got {ratios}")
     kg = np.asarray(kg, dtype=np.int64).reshape(-1, 3)
+    if len(kg):  # a repeated triple would sit in training and in a held-out part at once
+        _, first = np.unique(kg, axis=0, return_index=True)
+        if len(first) < len(kg):
+            kg = kg[np.sort(first)]
     n = len(kg)
     n_valid, n_test = int(n * ratios[1]), int(n * ratios[2])
     perm = np.random.default_rng(seed).permutation(n)

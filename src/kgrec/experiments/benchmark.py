@@ -237,7 +237,8 @@ def run_job(job: Job, runs_dir: str, threads: int | None) -> dict[str, Any]:
                     kg_ratio=job.kg_ratio, kg_shuffle=job.kg_shuffle, params=dict(job.params),
                     topk=job.topk, topk_users=job.topk_users,
                     out=str(Path(runs_dir) / job.key), threads=threads,
-                    progress=False, plot=False)
+                    progress=False, plot=False,
+                    force=True)  # the resume log, not the folder, says what is done
     t0 = time.perf_counter()
     m = train(cfg).metrics
     return {

@@ -77,6 +77,7 @@ class KGERunConfig:
         progress: show progress bars.
         threads: torch intra-op threads (None: torch's default).
         device: ``auto`` (CUDA where available), ``cpu``, ``cuda``, ``cuda:N``.
+        force: overwrite the run in ``out`` (refused otherwise).
     """
 
     dataset: str = "music"
@@ -90,6 +91,7 @@ class KGERunConfig:
     progress: bool = True
     threads: int | None = None
     device: str = "auto"
+    force: bool = False
 
 
 @dataclass
@@ -234,6 +236,14 @@ def load_embeddings(directory: str | Path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- training
 def _resolve(cfg: KGERunConfig):
+    from kgrec.experiments.run import _bad
+
+    for name, lo in (("seed", 0), ("split_seed", 0), ("epochs", 1), ("threads", 1)):
+        v = getattr(cfg, name)
+        if v is None and name in ("epochs", "threads"):
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise _bad(name, f"expected an integer >= {lo}", v)
     if cfg.model not in KGE_MODELS:
         raise KeyError(f"unknown KGE model {cfg.model!r}; known: {', '.join(KGE_MODELS)}")
     params = dict(cfg.params)
@@ -256,6 +266,9 @@ def train_kge(cfg: KGERunConfig) -> KGERunResult:
     run_dir = Path(cfg.out) if cfg.out else Path("runs") / (
         f"kge-{data.name}-{cfg.model}-s{cfg.seed}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     )
+    from kgrec.experiments.run import claim_run_dir
+
+    claim_run_dir(run_dir, force=cfg.force)
     run_dir.mkdir(parents=True, exist_ok=True)
 
     seed_everything(cfg.seed)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from kgrec.config import load_preset
+from kgrec.config.coerce import ConfigError
 from kgrec.data.dataset import Dataset, Split
 from kgrec.data.sampling import PairSet, training_rows
 from kgrec.data.split import random_split, subsample
@@ -26,7 +27,8 @@ from kgrec.pretrain import build_model as build_with_inputs
 from kgrec.train.trainer import FitResult, TrainConfig, Trainer, seed_everything
 from kgrec.utils.io import atomic_write_text
 
-__all__ = ["RunConfig", "RunResult", "evaluate_run", "prepare_data", "resume_config", "train"]
+__all__ = ["RunConfig", "RunResult", "check_run_config", "evaluate_run", "prepare_data",
+           "resume_config", "train"]
 
 # dense enough for Precision@K / Recall@K curves over K = 1..100
 KS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20, 25, 30, 40, 50, 60, 70, 80, 90, 100)
@@ -74,6 +76,8 @@ class RunConfig:
             (optimizer state and random generators included); the run writes into it.
         patience: stop after this many epochs without a better validation metric (None: run
             every epoch).
+        force: overwrite the run in ``out`` (a finished or interrupted run is otherwise
+            refused, so that nothing already written is lost).
     """
 
     dataset: str = "synthetic"
@@ -100,11 +104,87 @@ class RunConfig:
     clip_norm: float | None = None
     resume: str | None = None
     patience: int | None = None
+    force: bool = False
 
     @property
     def ranking(self) -> bool:
         """True for the ranking protocols (no labelled CTR rows in validation and test)."""
         return self.protocol != "ctr"
+
+
+#: the validation metrics a run can monitor (ranking ones take any of the run's cut-offs)
+CTR_METRICS = ("auc", "acc", "f1", "logloss")
+RANKING_METRICS = ("precision", "recall", "ndcg", "hit", "hr", "mrr")
+OPTIMIZERS = ("adam", "adagrad", "sgd")
+LR_SCHEDULES = ("none", "step", "cosine")
+
+
+def _bad(name: str, reason: str, value: Any) -> ConfigError:
+    flag = "--" + name.replace("_", "-")
+    return ConfigError(f"{flag} ({name}): {reason}, got {value!r}")
+
+
+def check_run_config(cfg: RunConfig) -> None:
+    """Every setting of a run against its type and range, before any work starts; the
+    :class:`~kgrec.config.coerce.ConfigError` names the setting (and its CLI flag)."""
+    from kgrec.data.split import PROTOCOLS
+
+    def whole(name: str, lo: int, *, optional: bool = False) -> None:
+        v = getattr(cfg, name)
+        if v is None and optional:
+            return
+        if isinstance(v, bool) or not isinstance(v, int | np.integer):
+            raise _bad(name, "expected an integer", v)
+        if v < lo:
+            raise _bad(name, f"must be >= {lo}", v)
+
+    whole("seed", 0)
+    if cfg.seed >= 2**32:
+        raise _bad("seed", "must be below 2^32", cfg.seed)
+    whole("epochs", 1, optional=True)
+    whole("topk_users", 1, optional=True)
+    whole("threads", 1, optional=True)
+    whole("patience", 1, optional=True)
+    for name, lo_open in (("train_ratio", True), ("kg_ratio", False)):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v):
+            raise _bad(name, "expected a number", v)
+        if (v <= 0 if lo_open else v < 0) or v > 1:
+            raise _bad(name, f"must lie in {'(' if lo_open else '['}0, 1]", v)
+    if cfg.clip_norm is not None and not (isinstance(cfg.clip_norm, int | float)
+                                          and cfg.clip_norm > 0):
+        raise _bad("clip_norm", "must be > 0", cfg.clip_norm)
+    for name, allowed in (("negatives", ("fixed", "resample")), ("protocol", PROTOCOLS),
+                          ("lr_schedule", LR_SCHEDULES)):
+        if getattr(cfg, name) not in allowed:
+            raise _bad(name, f"expected one of {', '.join(allowed)}", getattr(cfg, name))
+    if cfg.optimizer is not None and cfg.optimizer not in OPTIMIZERS:
+        raise _bad("optimizer", f"expected one of {', '.join(OPTIMIZERS)}", cfg.optimizer)
+    ks = tuple(cfg.ks)
+    if not ks or any(isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1
+                     for k in ks):
+        raise _bad("ks", "expected positive integer cut-offs", ",".join(map(str, ks)))
+    if cfg.monitor is not None:
+        name, _, k = str(cfg.monitor).partition("@")
+        if cfg.ranking:
+            ok = name in RANKING_METRICS and k.isdigit() and int(k) in ks
+            known = f"<{'|'.join(RANKING_METRICS)}>@K with K in --ks ({','.join(map(str, ks))})"
+        else:
+            ok = cfg.monitor in CTR_METRICS
+            known = ", ".join(CTR_METRICS)
+        if not ok:
+            raise _bad("monitor", f"expected {known} under --protocol {cfg.protocol}",
+                       cfg.monitor)
+    device = str(cfg.device)
+    if device != "auto":
+        try:
+            torch.device(device)
+        except (RuntimeError, ValueError):
+            raise _bad("device", "expected auto, cpu, cuda or cuda:N", device) from None
+    if not isinstance(cfg.params, dict):
+        raise _bad("params", "expected a mapping of model parameters", cfg.params)
+    if cfg.out is not None and Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+        raise _bad("out", "names an existing file, expected a run directory", str(cfg.out))
 
 
 @dataclass
@@ -291,6 +371,35 @@ def _config_of(run: dict[str, Any]) -> RunConfig:
     return cfg
 
 
+#: the files a run writes into its directory (removed by ``force`` before a new run)
+RUN_FILES = ("metrics.json", "checkpoint.pt", "config.json", "artifact.npz", "split.npz",
+             "learning_curve.png")
+
+
+def claim_run_dir(run_dir: Path, *, resume: bool = False, force: bool = False,
+                  remove: bool = True) -> None:
+    """Check that a run may write into ``run_dir``: a finished run (``metrics.json``) or an
+    interrupted one (``config.json`` without it) is refused unless ``force`` (its run files
+    are then removed, when ``remove``) or ``resume``."""
+    if resume or not run_dir.is_dir():
+        if run_dir.exists() and not run_dir.is_dir():
+            raise _bad("out", "names an existing file, expected a run directory", str(run_dir))
+        return
+    finished = (run_dir / "metrics.json").exists()
+    started = (run_dir / "config.json").exists() or (run_dir / "checkpoint.pt").exists()
+    if not (finished or started):
+        return
+    if not force:
+        if finished:
+            raise ConfigError(f"--out: {run_dir} holds a finished run (metrics.json); pass "
+                              "--force to overwrite it, or choose another --out")
+        raise ConfigError(f"--out: {run_dir} holds an interrupted run; continue it with "
+                          f"`kgrec train --resume {run_dir}`, or pass --force to start over")
+    if remove:
+        for name in RUN_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+
+
 def resume_config(run_dir: str | Path, **overrides: Any) -> RunConfig:
     """The :class:`RunConfig` of an interrupted run, to continue it with :func:`train`
     (``overrides``: e.g. more ``epochs``, another ``device``)."""
@@ -302,7 +411,12 @@ def resume_config(run_dir: str | Path, **overrides: Any) -> RunConfig:
     if not (run_dir / "checkpoint.pt").is_file():
         raise FileNotFoundError(f"{run_dir / 'checkpoint.pt'}: not found; the run stopped "
                                 "before its first epoch ended, start it again instead")
-    cfg = _config_of(json.loads(path.read_text())["run"])
+    from kgrec.utils.io import read_json
+
+    resolved = read_json(path)
+    if not isinstance(resolved, dict) or "run" not in resolved:
+        raise ValueError(f"{path}: no 'run' section; the file is damaged")
+    cfg = _config_of(resolved["run"])
     names = {f.name for f in dataclasses.fields(RunConfig)}
     for k, v in overrides.items():
         if k not in names:
@@ -317,17 +431,18 @@ def _train(cfg: RunConfig) -> RunResult:
 
     t_start = time.perf_counter()
     main = dist.is_main()
+    check_run_config(cfg)  # every setting, then every model parameter, before any work
     params, epochs = resolve(cfg)
-    model_cfg = model_config(cfg.model, params)  # fail on a bad parameter before any work
+    model_cfg = model_config(cfg.model, params)
     run_dir = Path(cfg.out) if cfg.out else Path("runs") / (
         f"{cfg.dataset}-{cfg.model}-s{cfg.seed}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     )
     run_dir = Path(dist.broadcast_object(str(run_dir)))  # rank 0's clock names the run
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+    claim_run_dir(run_dir, resume=cfg.resume is not None, force=cfg.force, remove=main)
 
     t0 = time.perf_counter()
     ds, split = prepare_data(cfg)
+    ds.check_trainable()
     data_seconds = time.perf_counter() - t0
     if MODELS[resolve_name(cfg.model)].family == "kg" and len(ds.kg) == 0 and cfg.kg_ratio >= 1:
         raise ValueError(f"model {cfg.model!r} needs a knowledge graph and dataset "
@@ -352,7 +467,8 @@ def _train(cfg: RunConfig) -> RunResult:
                  "source_checksums": ds.source_checksums, "split": split.sizes(),
                  "stats": ds.stats(), "meta": ds.meta},
     }
-    if main:
+    if main:  # the folder is made once data and model are ready: a failed start leaves none
+        run_dir.mkdir(parents=True, exist_ok=True)
         _write_json(resolved, run_dir / "config.json")
         from kgrec.retrieval.artifact import save_artifact, save_split
 
@@ -436,6 +552,17 @@ def evaluate_run(run_dir: str | Path, *, topk: bool = True) -> dict[str, Any]:
     if evaluate is None:
         from kgrec.eval import evaluate_ctr as evaluate
     out: dict[str, Any] = {"valid": evaluate(art.model, valid), "test": evaluate(art.model, test)}
+    if not (Path(run_dir) / "metrics.json").is_file():
+        import torch
+
+        ckpt = torch.load(Path(run_dir) / "checkpoint.pt", map_location="cpu",
+                          weights_only=True)
+        done = (ckpt.get("trainer") or {}).get("epoch")
+        out["incomplete"] = (f"{run_dir} has no metrics.json: its training did not finish; "
+                             "these figures are of its best checkpoint so far (epoch "
+                             f"{ckpt.get('epoch')}"
+                             + (f" of {done + 1} trained" if done is not None else "")
+                             + f"); continue it with `kgrec train --resume {run_dir}`")
     if cfg.ranking:
         out["test_slices"] = _test_slices(art.model, split, cfg, art.n_items,
                                           art.item_category)

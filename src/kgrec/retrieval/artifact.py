@@ -243,10 +243,23 @@ def load(run_dir: str | Path) -> Artifact:
         if not p.exists():
             raise FileNotFoundError(f"{p}: missing; is {run_dir} a kgrec run directory "
                                     "(written by kgrec >= 0.2)?")
-    resolved = json.loads(paths[0].read_text())
-    state = torch.load(paths[1], map_location="cpu", weights_only=True)["state_dict"]
-    with np.load(paths[2], allow_pickle=False) as z:
-        a = {k: z[k] for k in z.files}
+    from kgrec.utils.io import read_json
+
+    resolved = read_json(paths[0])
+    for key in ("run", "model_params"):
+        if not isinstance(resolved, dict) or key not in resolved:
+            raise ValueError(f"{paths[0]}: no {key!r} section; the file is damaged")
+    try:
+        state = torch.load(paths[1], map_location="cpu", weights_only=True)["state_dict"]
+    except Exception as exc:  # torch raises several types for a truncated file
+        raise ValueError(f"{paths[1]}: cannot be read ({type(exc).__name__}); the file is "
+                         "damaged") from None
+    try:
+        with np.load(paths[2], allow_pickle=False) as z:
+            a = {k: z[k] for k in z.files}
+    except Exception as exc:
+        raise ValueError(f"{paths[2]}: cannot be read ({type(exc).__name__}); the file is "
+                         "damaged") from None
     n_users, n_items, n_entities, n_relations = (int(x) for x in a["sizes"])
     data = ArtifactData(
         name=json.loads(str(a["header"]))["name"], n_users=n_users, n_items=n_items,

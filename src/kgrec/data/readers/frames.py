@@ -3,6 +3,8 @@ with the RecBole reader (arbitrary triples whose heads need not be items)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -34,6 +36,8 @@ def _build(
     timestamp: np.ndarray | None = None,
     unlinked_items: str = "drop",
     extra_items: np.ndarray | None = None,
+    line_of: Callable[[int], int] | None = None,
+    kg_where: str | None = None,
 ) -> Dataset:
     """Index arbitrary triples (heads need not be items) and either keep given 0/1 labels or
     convert ratings the MKR way (threshold + sampled negatives).
@@ -42,11 +46,14 @@ def _build(
     on other items are dropped; ``"keep"`` (RecBole): the items are every item of the events,
     the links and ``extra_items``, sorted by id, an unlinked item gets an entity of its own
     (labelled ``item:<id>``, no triples), and every user keeps an index (sorted by id).
+    ``line_of(k)``: the line (or row) that errors name for interaction ``k`` (default
+    ``k + 1``); ``kg_where``: what errors of the triples name.
     """
+    line_of = line_of or (lambda k: k + 1)
     if unlinked_items not in UNLINKED:
         raise ValueError(f"unlinked_items must be 'drop' or 'keep', got {unlinked_items!r}")
     if len(heads) == 0:
-        raise DataError("empty graph: no triples", path=where)
+        raise DataError("empty graph: no triples", path=kg_where or where)
     users = np.asarray(users).astype(str)
     items = np.asarray(items).astype(str)
     link_items = np.asarray(link_items, dtype=str)
@@ -80,11 +87,13 @@ def _build(
         codes = item_index.get_indexer(items)
         if (codes < 0).any():
             k = int(np.flatnonzero(codes < 0)[0])
-            raise DataError(f"item {str(items[k])!r} has no entity link", path=where, line=k + 1)
+            raise DataError(f"item {str(items[k])!r} has no entity link", path=where,
+                            line=line_of(k))
         bad = ~np.isin(values, (0, 1))
         if bad.any():
             k = int(np.flatnonzero(bad)[0])
-            raise DataError(f"label is {values[k]}, expected 0 or 1", path=where, line=k + 1)
+            raise DataError(f"label is {values[k]:g}, expected 0 or 1", path=where,
+                            line=line_of(k))
         if user_vocab is None:
             ucodes, user_ids = pd.factorize(users)
         else:
@@ -109,6 +118,29 @@ def _build(
         item_ids=np.asarray(item_index, str), entity_ids=np.asarray(entity_ids, str),
         relation_ids=np.asarray(relation_ids, str), meta=meta, interactions=events,
     )
+
+
+def _no_missing(col: pd.Series, name: str, where: str) -> None:
+    """:class:`DataError` at the first row (1-based) where column ``name`` has no value."""
+    na = col.isna().to_numpy()
+    if na.any():
+        k = int(np.flatnonzero(na)[0])
+        raise DataError(f"missing {name} value (row {col.index[k]!r})", path=where, line=k + 1)
+
+
+def _numbers(col: pd.Series, name: str, where: str) -> np.ndarray:
+    """float64 values of a label / rating column; :class:`DataError` at the first row that is
+    missing, NaN or not a number."""
+    num = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(num)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        v = col.iloc[k]
+        what = "NaN (missing)" if v is None or (isinstance(v, float) and np.isnan(v)) \
+            else repr(v)
+        raise DataError(f"{name} is {what}, expected a number (row {col.index[k]!r})",
+                        path=where, line=k + 1)
+    return num
 
 
 def _timestamps(col: pd.Series, where: str) -> np.ndarray:
@@ -166,6 +198,21 @@ def from_dataframes(
         if missing:
             raise DataError(f"{what} DataFrame lacks column(s) {missing}; it has "
                             f"{list(df.columns)}", path=f"<{what} DataFrame>")
+    if len(interactions) == 0:
+        raise DataError("empty: the interactions DataFrame has no rows", path=where)
+    for col in (user_col, item_col):
+        _no_missing(interactions[col], col, where)
+    for col in (head_col, relation_col, tail_col):
+        _no_missing(kg[col], col, "<kg DataFrame>")
+    if links is not None:
+        for col in (link_item_col, link_entity_col):
+            if col not in links.columns:
+                raise DataError(f"links DataFrame lacks column {col!r}; it has "
+                                f"{list(links.columns)}", path="<links DataFrame>")
+            _no_missing(links[col], col, "<links DataFrame>")
+    for col in (label_col, rating_col):
+        if col:
+            interactions = interactions.assign(**{col: _numbers(interactions[col], col, where)})
     if links is None:
         li = pd.unique(interactions[item_col].astype(str).to_numpy())
         le = li

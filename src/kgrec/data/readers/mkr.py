@@ -21,7 +21,7 @@ import numpy as np
 
 from kgrec.data.convert import mkr_convert
 from kgrec.data.dataset import DataError, Dataset, Interactions
-from kgrec.data.readers.table import file_sha256, read_table
+from kgrec.data.readers.table import data_line, file_sha256, read_table
 
 __all__ = ["MKR_FORMATS", "RawFormat", "read_mkr_final", "read_mkr_raw"]
 
@@ -100,9 +100,26 @@ def read_mkr_raw(
         tails=tails, seed=seed, source_checksums=sums, links_path=str(links),
         rating=values, timestamp=times,
     )
+    if len(ds.kg) == 0:
+        raise DataError(f"no usable triple: none of the {len(heads)} triples has a head that "
+                        f"{links.name} links to an item (MKR keeps the triples of items' "
+                        "entities); is the link file's second column the KG's entity ids?",
+                        path=kgp)
     ds.meta["reader"] = f"mkr_raw:{kind}"
     ds.meta["timestamps"] = "time" if times is not None else "file order"
     return ds
+
+
+def _check_dense(arr: np.ndarray, what: str, path: Path) -> None:
+    """Processed files number users, items, entities and relations densely from 0: an index
+    far beyond the number of distinct values (which would size a table by it) is an error."""
+    top = int(arr.max())
+    n_distinct = len(np.unique(arr))
+    if top >= 2**31 or top >= 100 * n_distinct + 1_000_000:
+        k = int(np.argmax(arr))
+        raise DataError(f"{what} index {top} is far beyond the {n_distinct} distinct {what} "
+                        f"indices: processed files number them densely from 0 (re-index the "
+                        "file, or give the raw files)", path=path, line=data_line(path, k))
 
 
 def read_mkr_final(
@@ -125,11 +142,14 @@ def read_mkr_final(
                             (r, "relation", kg), (t, "tail", kg)):
         if arr.min() < 0:
             k = int(np.argmin(arr))
-            raise DataError(f"negative {what} index {arr[k]}", path=path, line=k + 1)
+            raise DataError(f"negative {what} index {arr[k]}", path=path,
+                            line=data_line(path, k))
+        _check_dense(arr, what, path)
     bad = ~np.isin(y, (0, 1))
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
-        raise DataError(f"label is {y[k]}, expected 0 or 1", path=ratings, line=k + 1)
+        raise DataError(f"label is {y[k]}, expected 0 or 1", path=ratings,
+                        line=data_line(ratings, k))
     item_ids = entity_ids = None
     n_items = int(i.max()) + 1
     sums = {}
@@ -139,7 +159,7 @@ def read_mkr_final(
         if n_items > len(item_ids):
             k = int(np.argmax(i >= len(item_ids)))
             raise DataError(f"item index {i[k]} but {links.name} lists only {len(item_ids)} "
-                            "items", path=ratings, line=k + 1)
+                            "items", path=ratings, line=data_line(ratings, k))
         n_items = len(item_ids)
         entity_ids = ent_raw
     n_entities = max(int(max(h.max(), t.max())) + 1, n_items)

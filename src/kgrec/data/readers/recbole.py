@@ -15,16 +15,26 @@ import pandas as pd
 from kgrec.data.dataset import DataError, Dataset
 from kgrec.data.features import FeatureTable
 from kgrec.data.readers.frames import _build
-from kgrec.data.readers.table import _guess_sep, file_sha256, read_table
+from kgrec.data.readers.table import _guess_sep, check_file, data_line, file_sha256, read_table
 
 __all__ = ["read_atomic_features", "read_recbole", "write_recbole"]
 
 
+#: RecBole's field types (recbole.io, "Atomic Files")
+ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
+
+
 def _atomic_header(path: Path) -> list[tuple[str, str]]:
-    if not path.is_file():
-        raise DataError("file not found", path=path)
-    with open(path, encoding="utf-8") as f:
-        first = f.readline().rstrip("\r\n")
+    """The ``(name, type)`` fields of an atomic file's header (a byte-order mark is ignored);
+    :class:`DataError` on line 1 for a malformed header or an unknown type."""
+    check_file(path)
+    with open(path, "rb") as f:
+        raw = f.readline()
+    try:
+        first = raw.decode("utf-8-sig").rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not valid utf-8 text ({exc.reason}, byte 0x{raw[exc.start]:02x})",
+                        path=path, line=1) from None
     if not first:
         raise DataError("empty file: expected a RecBole header like 'user_id:token'",
                         path=path, line=1)
@@ -35,7 +45,10 @@ def _atomic_header(path: Path) -> list[tuple[str, str]]:
                 if _guess_sep(col) not in (None, "\t") else ""
             raise DataError(f"header field {col!r} is not 'name:type'{hint}", path=path, line=1)
         fname, ftype = col.rsplit(":", 1)
-        fields.append((fname, ftype))
+        if ftype not in ATOMIC_TYPES:
+            raise DataError(f"header field {col!r} has unknown type {ftype!r}; RecBole's "
+                            f"types are {', '.join(ATOMIC_TYPES)}", path=path, line=1)
+        fields.append((fname.strip(), ftype))
     return fields
 
 
@@ -64,7 +77,8 @@ def read_atomic_features(path: str | Path, id_col: str, ids: np.ndarray) -> Feat
     dup = pd.Series(cols[id_col]).duplicated().to_numpy()
     if dup.any():
         k = int(np.flatnonzero(dup)[0])
-        raise DataError(f"duplicate {id_col} {str(cols[id_col][k])!r}", path=path, line=k + 2)
+        raise DataError(f"duplicate {id_col} {str(cols[id_col][k])!r}", path=path,
+                        line=data_line(path, k, header=True))
     table = FeatureTable(len(ids))
     for fname, ftype in fields:
         if fname == id_col or ftype not in ("token", "token_seq"):
@@ -115,7 +129,8 @@ def read_recbole(directory: str | Path, name: str, *, threshold: float | None = 
                 where=str(inter_p), links_where=str(link_p), rating=inter.get("rating"),
                 timestamp=np.round(inter["timestamp"]).astype(np.int64)
                 if "timestamp" in inter else None,
-                unlinked_items=unlinked_items, extra_items=extra_items)
+                unlinked_items=unlinked_items, extra_items=extra_items,
+                line_of=lambda k: data_line(inter_p, k, header=True), kg_where=str(kg_p))
     used = [inter_p, kg_p, link_p]
     if features:
         if item_p.is_file():

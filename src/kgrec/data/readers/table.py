@@ -19,7 +19,10 @@ import pandas as pd
 
 from kgrec.data.dataset import DataError
 
-__all__ = ["file_sha256", "read_table", "read_text"]
+__all__ = ["check_file", "data_line", "file_sha256", "read_table", "read_text"]
+
+#: integer fields are parsed through float64, exact below 2**53; larger ids are refused
+MAX_INT = 2**53
 
 _SEP_NAMES = {"\t": "TAB", ",": "','", ";": "';'", "::": "'::'", " ": "space", "|": "'|'"}
 
@@ -41,17 +44,42 @@ def _guess_sep(line: str) -> str | None:
 
 
 def read_text(path: str | Path, encoding: str = "utf-8") -> str:
-    """A file's text; :class:`DataError` for a missing file or undecodable bytes (with line)."""
+    """A file's text without a leading byte-order mark; :class:`DataError` for a missing file,
+    a directory, or undecodable bytes (with the line)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError("file not found" if not path.exists() else "not a file", path=path)
+    check_file(path)
     data = path.read_bytes()
     try:
-        return data.decode(encoding)
+        text = data.decode(encoding)
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise DataError(f"not valid {encoding} text ({exc.reason})", path=path, line=line) \
-            from None
+        raise DataError(f"not valid {encoding} text ({exc.reason}, byte "
+                        f"0x{data[exc.start]:02x})", path=path, line=line) from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def check_file(path: str | Path) -> Path:
+    """``path`` if it is a readable regular file, else :class:`DataError` saying what it is."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise DataError("is a directory, expected a file", path=path)
+    if path.exists():
+        raise DataError("not a regular file", path=path)
+    raise DataError("file not found", path=path)
+
+
+def data_line(path: str | Path, row: int, *, header: bool = False,
+              encoding: str = "utf-8") -> int:
+    """The 1-based line of ``path`` that holds data row ``row`` (0-based, counting the rows
+    :func:`read_table` returns: blank lines and the header skipped). For error messages only:
+    it reads the file again."""
+    text = read_text(path, encoding)
+    lines = text.split("\n")
+    start = 1 if header else 0
+    nonblank = [i for i in range(start, len(lines)) if lines[i].strip()]
+    return nonblank[row] + 1 if 0 <= row < len(nonblank) else row + 1 + start
 
 
 def _explain(path: Path, lines: list[str], sep: str, n_cols: int, first: int,
@@ -149,7 +177,7 @@ def _parse_fast(body: str, psep: str, n_cols: int, quoting: int, int_cols: tuple
             if not np.isfinite(col).all():
                 return None
             if j in int_cols:
-                if not np.array_equal(col, np.round(col)):
+                if not np.array_equal(col, np.round(col)) or (np.abs(col) >= MAX_INT).any():
                     return None
                 col = col.astype(np.int64)
         else:
@@ -184,6 +212,12 @@ def _parse_checked(path: Path, body: str, sep: str, psep: str, n_cols: int, quot
             bad = ~np.isfinite(num)
             if j in int_cols:
                 bad |= num != np.round(num)
+                huge = np.isfinite(num) & (np.abs(num) >= MAX_INT)
+                if huge.any() and not bad[:int(np.argmax(huge))].any():
+                    k = int(np.argmax(huge))
+                    raise DataError(f"field {j + 1} is {str(col[k])!r}: integer too large "
+                                    "(ids must be below 2^53; re-index the file)",
+                                    path=path, line=int(lines[k]))
             if bad.any():
                 k = int(np.flatnonzero(bad)[0])
                 what = "an integer" if j in int_cols else "a number"
