@@ -331,6 +331,12 @@ def triples_file_two_fields_cli(tmp):
 
 
 @case
+def triples_file_one_triple_repeated_cli(tmp):
+    f = _w(tmp / "t.tsv", "a\tr\tb\n" * 50)
+    return Cli(["kge", "train", "--triples", f, "-q"], "t.tsv", "too few")
+
+
+@case
 def triples_file_missing_cli(tmp):
     return Cli(["kge", "train", "--triples", tmp / "nope.tsv", "-q"], "nope.tsv", "not found")
 
@@ -339,6 +345,12 @@ def triples_file_missing_cli(tmp):
 def amazon_bad_sequence_line(tmp):
     f = _w(tmp / "Beauty.txt", "1 2 3 4\n2 5 x 6\n")
     return Py(lambda: read_amazon(f, None, name="b"), "Beauty.txt:2", "x", line=2)
+
+
+@case
+def amazon_huge_id(tmp):
+    f = _w(tmp / "Beauty.txt", "1 2 3 4\n2 5 " + "9" * 25 + " 6\n")
+    return Py(lambda: read_amazon(f, None, name="b"), "Beauty.txt:2", "too large", line=2)
 
 
 @case

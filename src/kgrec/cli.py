@@ -17,6 +17,20 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from kgrec import __version__
+
+        typer.echo(f"kgrec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """Knowledge-graph-enhanced and multi-task recommendation (MKR and friends)."""
+
+
 def _parse_value(text: str) -> Any:
     for cast in (int, float):
         try:
@@ -357,7 +371,7 @@ def kge_train(
     set_: list[str] = typer.Option([], "--set", help="KGEConfig field KEY=VALUE (repeatable)"),
     triples: Path | None = typer.Option(
         None, "--triples", help="head<TAB>relation<TAB>tail file to embed instead of a dataset"),
-    threads: int | None = typer.Option(None, help="torch threads"),
+    threads: int | None = typer.Option(None, help="torch threads (default 1)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     device: str = typer.Option("auto", help="auto (CUDA where available), cpu, cuda, cuda:N"),
     force: bool = typer.Option(False, "--force", help="overwrite the run in --out"),
@@ -494,10 +508,10 @@ def benchmark(
 @kge_app.command("models")
 def kge_models() -> None:
     """List the KG embedding models."""
-    from kgrec.models.kge import KGE_MODELS
+    from kgrec.models.registry import KGE_SPECS
 
-    for name, cls in KGE_MODELS.items():
-        typer.echo(f"{name:10s} {cls.description}")
+    for name, spec in KGE_SPECS.items():
+        typer.echo(f"{name:10s} {spec.description}")
 
 
 def main() -> None:

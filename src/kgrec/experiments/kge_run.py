@@ -75,7 +75,7 @@ class KGERunConfig:
         out: run directory (None: ``runs/kge-<dataset>-<model>-s<seed>-<time>``).
         triples_file: a ``head<TAB>relation<TAB>tail`` file of raw labels to embed instead.
         progress: show progress bars.
-        threads: torch intra-op threads (None: torch's default).
+        threads: torch intra-op threads (None: 1).
         device: ``auto`` (CUDA where available), ``cpu``, ``cuda``, ``cuda:N``.
         force: overwrite the run in ``out`` (refused otherwise).
     """
@@ -262,7 +262,8 @@ def train_kge(cfg: KGERunConfig) -> KGERunResult:
     data_seconds = time.perf_counter() - t0
     if len(split.valid) == 0 or len(split.test) == 0:
         raise DataError(f"{len(data.kg)} triples are too few for a train/valid/test split "
-                        f"(sizes {split.sizes()})")
+                        f"(sizes {split.sizes()}, repeated triples counted once)",
+                        path=cfg.triples_file)
     run_dir = Path(cfg.out) if cfg.out else Path("runs") / (
         f"kge-{data.name}-{cfg.model}-s{cfg.seed}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     )
@@ -274,7 +275,9 @@ def train_kge(cfg: KGERunConfig) -> KGERunResult:
     seed_everything(cfg.seed)
     model = build_kge(cfg.model, n_entities=data.n_entities, n_relations=data.n_relations,
                       config=model_cfg)
-    threads = cfg.threads or torch.get_num_threads()
+    # one thread unless asked: KGE batches are small, and spin-waiting OpenMP threads made
+    # an epoch 19x slower on a busy 2-core machine
+    threads = cfg.threads or 1
     data_info = {"name": data.name, "checksum": data.checksum,
                  "source_checksums": data.source_checksums, "split": split.sizes(),
                  "n_entities": data.n_entities, "n_relations": data.n_relations,

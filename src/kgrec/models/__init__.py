@@ -4,7 +4,8 @@ Wide&Deep on pre-trained KG features), ``cf/`` (BPR-MF, item-CF, popularity, MF)
 ``layers`` the shared building blocks and ``registry`` the one table that names them all.
 """
 
-from kgrec.models.base import Recommender, Task, TrainData
+from typing import TYPE_CHECKING, Any
+
 from kgrec.models.registry import (
     ALIASES,
     KGE_SPECS,
@@ -18,3 +19,15 @@ from kgrec.models.registry import (
 
 __all__ = ["ALIASES", "KGE_SPECS", "MODELS", "REGISTRY", "ModelSpec", "Recommender", "Task",
            "TrainData", "build_model", "model_config", "resolve_name"]
+
+if TYPE_CHECKING:
+    from kgrec.models.base import Recommender, Task, TrainData
+
+
+def __getattr__(name: str) -> Any:
+    """The contract classes, imported on first use: the registry alone needs no torch."""
+    if name in ("Recommender", "Task", "TrainData"):
+        from kgrec.models import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module 'kgrec.models' has no attribute {name!r}")

@@ -12,10 +12,11 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kgrec.data.dataset import Dataset
-from kgrec.models.base import Recommender
+if TYPE_CHECKING:  # importing the registry must stay free of torch (`kgrec models`)
+    from kgrec.data.dataset import Dataset
+    from kgrec.models.base import Recommender
 
 __all__ = ["ALIASES", "KGE_SPECS", "MODELS", "REGISTRY", "ModelSpec", "build_model",
            "model_config", "resolve_name"]

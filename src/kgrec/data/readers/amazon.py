@@ -51,6 +51,11 @@ def read_sequences(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         what = "user id" if first[k] else "item id"
         raise DataError(f"malformed sequence line: {what} {tok[k].decode()!r} is not an "
                         "integer", path=path, line=int(line[k]))
+    long = np.char.str_len(tok.astype("U")) > 18  # int64 holds every 18-digit number
+    if long.any():
+        k = int(np.flatnonzero(long)[0])
+        raise DataError(f"id {tok[k].decode()[:40]!r} is too large (at most 18 digits)",
+                        path=path, line=int(line[k]))
     ids = tok.astype(np.int64)
     heads = np.flatnonzero(first)
     n_tok = np.diff(np.r_[heads, len(tok)])
