@@ -244,6 +244,22 @@ def recbole_bad_label_counts_header(tmp):
 
 
 @case
+def recbole_latin1_cli(tmp):
+    d = tmp / "ml-100k-kg"
+    _w(d / "ml-100k.inter", (INTER_HEAD + "a\tm1\t1\nb\tm\xe92\t0\n").encode("latin-1"))
+    _w(d / "ml-100k.kg", "head_id:token\trelation_id:token\ttail_id:token\nm1\tg\tx\n")
+    _w(d / "ml-100k.link", "item_id:token\tentity_id:token\nm1\tm1\n")
+    return Cli(["train", "-d", "ml-100k-kg", "-m", "bpr-mf"], "ml-100k.inter:3", "utf-8")
+
+
+@case
+def amazon_bad_line_cli(tmp):
+    _w(tmp / "amazon-beauty" / "Beauty.txt", "1 2 3 4\n2 5 x 6\n")
+    return Cli(["train", "-d", "amazon-beauty", "-m", "pop", "--protocol", "loo"],
+               "Beauty.txt:2", "'x'")
+
+
+@case
 def recbole_header_type_typo(tmp):
     d = _recbole(tmp, "user_id:token\titem_id:token\tlabel:flaot\na\tm1\t1\n")
     return Py(lambda: read_recbole(d, "x"), "x.inter:1", "flaot", line=1)
