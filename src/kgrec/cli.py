@@ -114,7 +114,7 @@ def train(
     set_: list[str] = typer.Option([], "--set", help="model parameter KEY=VALUE (repeatable)"),
     topk: bool = typer.Option(True, help="full-ranking top-K evaluation on test"),
     topk_users: int | None = typer.Option(None, help="rank for at most N sampled test users"),
-    threads: int | None = typer.Option(None, help="torch threads"),
+    threads: int | None = typer.Option(None, help="torch threads (default 1)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     protocol: str = typer.Option(
         "ctr", help="ctr (6:2:2, sampled negatives, AUC), loo (leave-one-out full ranking), "
@@ -134,6 +134,10 @@ def train(
                    "settings; --epochs, --device and -q may change)"),
     force: bool = typer.Option(False, "--force",
                                help="overwrite the finished or interrupted run in --out"),
+    data: Path | None = typer.Option(
+        None, "--data", help="a folder of your own data, any format kgrec reads (RecBole, "
+                             "MKR, MovieLens, Amazon, CSV/TSV/Parquet tables), detected by "
+                             "content; instead of -d"),
 ) -> None:
     """Train a model on a dataset (default: MKR on the built-in synthetic dataset).
 
@@ -158,7 +162,8 @@ def train(
                             threads=threads, progress=not quiet, protocol=protocol,
                             monitor=monitor, device=device, optimizer=optimizer,
                             lr_schedule=lr_schedule, clip_norm=clip_norm, patience=patience,
-                            ks=cut_offs, force=force)
+                            ks=cut_offs, force=force,
+                            data=str(data) if data is not None else None)
         res = run_train(cfg)
     except (DataError, KeyError, ValueError, FileNotFoundError, RuntimeError) as exc:
         _fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
@@ -238,26 +243,49 @@ def evaluate(
 @app.command()
 def recommend(
     run_dir: Path = typer.Argument(..., help="a directory written by `kgrec train`"),
-    users: list[str] = typer.Option(..., "--user", "-u", help="raw user id (repeatable)"),
+    users: list[str] = typer.Option([], "--user", "-u", help="raw user id (repeatable)"),
+    history: str | None = typer.Option(
+        None, "--history", help="raw item ids i1,i2,... (oldest first) of a user not in "
+                                "training"),
+    similar: str | None = typer.Option(None, "--similar", help="items like this raw item id"),
     k: int = typer.Option(10, "-k", help="items per user"),
     include_seen: bool = typer.Option(False, help="also recommend items the user has seen"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
-    """Top-K items for users of a trained run (raw ids in, raw ids out; no data needed)."""
+    """Top-K items for users of a trained run, for a new user's history (--history) or like
+    an item (--similar): raw ids in, raw ids and titles out; no data needed."""
     import kgrec
 
     _at_least(k, 1, "-k")
+    asked = [bool(users), history is not None, similar is not None]
+    if sum(asked) != 1:
+        _fail("give exactly one of --user (repeatable), --history or --similar")
     try:
         art = kgrec.load(run_dir)
-        recs = art.recommend(users, k, exclude_seen=not include_seen)
+        if users:
+            recs = art.recommend(users, k, exclude_seen=not include_seen)
+            out = {u: (r, "the trained model") for u, r in zip(users, recs, strict=True)}
+        elif history is not None:
+            items, how = art.recommend_history(_csv(history), k,
+                                               exclude_seen=not include_seen)
+            out = {f"history {history}": (items, how)}
+        else:
+            items, how = art.similar(similar, k)
+            out = {f"like {similar}": (items, how)}
+        named = {q: [(i, n) for i, n in zip(r, art.names_of(r), strict=True)]
+                 for q, (r, _) in out.items()}
     except (FileNotFoundError, KeyError, ValueError) as exc:
         _fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
         return
     if as_json:
-        typer.echo(json.dumps(dict(zip(users, recs, strict=True)), indent=2))
+        typer.echo(json.dumps({q: {"method": out[q][1],
+                                   "items": [{"item": i, "title": n or None} for i, n in rs]}
+                               for q, rs in named.items()}, indent=2))
         return
-    for user, items in zip(users, recs, strict=True):
-        typer.echo(f"{user}\t{' '.join(items)}")
+    for q, rs in named.items():
+        typer.echo(f"{q} ({out[q][1]}):" if not users else f"user {q}:")
+        for rank, (i, n) in enumerate(rs, start=1):
+            typer.echo(f"  {rank:3d}  {i}" + (f"  {n}" if n else ""))
 
 
 @app.command()

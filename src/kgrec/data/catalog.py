@@ -26,6 +26,7 @@ import shutil
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ __all__ = [
     "locate",
 ]
 
-CONVERSION_VERSION = 2  # 2: interactions, item / user features, ml-100k(-kg), amazon-*
+CONVERSION_VERSION = 3  # 2: interactions, features, ml-100k(-kg), amazon-*; 3: names
 _MKR = "https://raw.githubusercontent.com/hwwang55/MKR/master/data"
 _ML1M = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
 _ML100K = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
@@ -430,6 +431,22 @@ def _damaged(cached: Path, exc: Exception) -> None:
     cached.unlink(missing_ok=True)
 
 
+def cached_dataset(stem: str, files: list[Path], seed: int, build: Callable[[], Dataset], *,
+                   refresh: bool = False) -> Dataset:
+    """The dataset ``build()`` makes, cached under ``$KGREC_CACHE/converted/`` by ``stem``,
+    ``seed`` and the ``files`` it reads (paths, sizes, times); a damaged cache file is
+    rebuilt (one line logged), never trusted."""
+    cached = cache_dir() / "converted" / f"{stem}-s{seed}-{_cache_key(files, seed)}.npz"
+    if cached.is_file() and not refresh:
+        try:
+            return Dataset.from_npz(cached)
+        except Exception as exc:
+            _damaged(cached, exc)
+    ds = build()
+    ds.to_npz(cached)
+    return ds
+
+
 def load_dataset(name: str, *, seed: int = 0, refresh: bool = False,
                  download_missing: bool = True) -> Dataset:
     """Load a catalog dataset, converted the MKR way with negatives drawn under ``seed``.
@@ -443,15 +460,8 @@ def load_dataset(name: str, *, seed: int = 0, refresh: bool = False,
         from kgrec.data.synthetic import make_synthetic
 
         code = [Path(m.__file__) for m in (syn, conv)]  # a changed generator is regenerated
-        cached = cache_dir() / "converted" / f"synthetic-s{seed}-{_cache_key(code, seed)}.npz"
-        if cached.is_file() and not refresh:
-            try:
-                return Dataset.from_npz(cached)
-            except Exception as exc:
-                _damaged(cached, exc)
-        ds = make_synthetic(seed=seed)
-        ds.to_npz(cached)
-        return ds
+        return cached_dataset("synthetic", code, seed, lambda: make_synthetic(seed=seed),
+                              refresh=refresh)
     e = _entry(name)
     root = locate(name)
     if root is None:
@@ -460,13 +470,10 @@ def load_dataset(name: str, *, seed: int = 0, refresh: bool = False,
         root = _derive_movie_half(seed) if name == "movie-half" else download(name)
     layout = next(lay for lay in e.layouts if all((root / f).is_file() for f in lay))
     files = _source_files(name, root, layout)
-    cached = cache_dir() / "converted" / f"{name}-s{seed}-{_cache_key(files, seed)}.npz"
-    if cached.is_file() and not refresh:
-        try:
-            return Dataset.from_npz(cached)
-        except Exception as exc:  # a damaged cache file is rebuilt, never trusted
-            _damaged(cached, exc)
-    ds = _convert(name, root, seed)
-    ds.meta["source_dir"] = str(root)
-    ds.to_npz(cached)
-    return ds
+
+    def build() -> Dataset:
+        ds = _convert(name, root, seed)
+        ds.meta["source_dir"] = str(root)
+        return ds
+
+    return cached_dataset(name, files, seed, build, refresh=refresh)

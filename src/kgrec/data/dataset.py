@@ -129,6 +129,8 @@ class Dataset:
             or ``None`` for a dataset built from labelled rows only.
         item_features, user_features: categorical side features (``n_items`` / ``n_users``
             rows), or ``None``.
+        item_names: ``(n_items,)`` display names (movie titles) where the data has them
+            (empty string: none), for recommendations people read; not in any checksum.
     """
 
     name: str
@@ -149,6 +151,7 @@ class Dataset:
     interactions: Interactions | None = None
     item_features: FeatureTable | None = None
     user_features: FeatureTable | None = None
+    item_names: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.ratings = np.asarray(self.ratings, dtype=np.int64).reshape(-1, 3)
@@ -194,6 +197,9 @@ class Dataset:
                 raise DataError(f"dataset {self.name!r}: interaction user index out of range")
             if ev.item.min() < 0 or ev.item.max() >= self.n_items:
                 raise DataError(f"dataset {self.name!r}: interaction item index out of range")
+        if self.item_names is not None and len(self.item_names) != self.n_items:
+            raise DataError(f"dataset {self.name!r}: item_names has {len(self.item_names)} "
+                            f"entries for {self.n_items} items")
         for what, table, n in (("item", self.item_features, self.n_items),
                                ("user", self.user_features, self.n_users)):
             if table is not None and table.n_rows != n:
@@ -278,6 +284,42 @@ class Dataset:
             "features": features,
         }
 
+    def summary(self) -> str:
+        """One paragraph: sizes, events, KG, features and where the data came from."""
+        s = self.stats()
+        parts = [f"Dataset {self.name!r}: {s['users']:,} users, {s['items']:,} items"]
+        if s["events"]:
+            ev = self.interactions
+            extra = [k for k, v in (("rating", ev.rating), ("time", ev.timestamp))
+                     if v is not None]
+            parts.append(f"{s['events']:,} events ({s['avg_sequence']:.1f} per user"
+                         + (f"; with {', '.join(extra)}" if extra else "") + ")")
+        parts.append(f"{s['interactions']:,} CTR rows ({s['positives']:,} positive, density "
+                     f"{s['density']:.4f})")
+        text = ", ".join(parts) + ". "
+        if s["triples"]:
+            text += (f"Knowledge graph: {s['triples']:,} triples over {s['entities']:,} "
+                     f"entities and {s['relations']} relations")
+            linked = self.meta.get("unlinked_items")
+            if linked is not None:
+                text += f"; {s['items'] - linked:,} items linked, {linked:,} not"
+            text += ". "
+        else:
+            text += "No knowledge graph. "
+        dropped = self.meta.get("unlinked_items_dropped")
+        if dropped:
+            text += f"{dropped:,} items without a KG link were dropped (MKR's way). "
+        if s["features"]:
+            text += f"Features: {', '.join(s['features'])}. "
+        src = self.meta.get("source_dir")
+        if src:
+            text += f"From {src}" + (f" ({self.meta['format']})" if "format" in self.meta
+                                     else "") + "."
+        return text.strip()
+
+    def __repr__(self) -> str:
+        return self.summary()
+
     def to_npz(self, path: str | Path) -> None:
         """Write the dataset to ``path`` (a temporary file renamed into place)."""
         import json
@@ -292,7 +334,7 @@ class Dataset:
             "item_entity": self.item_entity,
             "known_negatives": self.known_negatives,
         }
-        for key in ("user_ids", "item_ids", "entity_ids", "relation_ids"):
+        for key in ("user_ids", "item_ids", "entity_ids", "relation_ids", "item_names"):
             v = getattr(self, key)
             if v is not None:
                 arrays[key] = np.asarray(v, dtype=str)

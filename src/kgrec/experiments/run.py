@@ -53,9 +53,8 @@ class RunConfig:
             all; MKR's own code draws 100). Bounds the cost of models whose score of a
             (user, item) pair is an MLP, so full ranking is users x items network calls.
         out: run directory (None: ``runs/<dataset>-<model>-s<seed>-<time>``).
-        threads: torch intra-op threads (None: 1 when the batch is under 1024 rows, where
-            threads gain little and spin-waiting OpenMP threads slow a busy machine down
-            tenfold; else torch's default, all cores).
+        threads: torch intra-op threads (None: 1; more gain little on these models, and
+            spin-waiting OpenMP threads slow a busy machine down tenfold).
         progress: show progress bars.
         plot: write ``learning_curve.png``.
         protocol: ``ctr`` (MKR's 6:2:2 over labelled rows with sampled negatives, CTR metrics
@@ -78,6 +77,8 @@ class RunConfig:
             every epoch).
         force: overwrite the run in ``out`` (a finished or interrupted run is otherwise
             refused, so that nothing already written is lost).
+        data: a folder of your own data in any format the readers know, detected by content
+            (:mod:`kgrec.data.folder`); ``dataset`` then names it (default: the folder's name).
     """
 
     dataset: str = "synthetic"
@@ -105,6 +106,7 @@ class RunConfig:
     resume: str | None = None
     patience: int | None = None
     force: bool = False
+    data: str | None = None
 
     @property
     def ranking(self) -> bool:
@@ -183,6 +185,10 @@ def check_run_config(cfg: RunConfig) -> None:
             raise _bad("device", "expected auto, cpu, cuda or cuda:N", device) from None
     if not isinstance(cfg.params, dict):
         raise _bad("params", "expected a mapping of model parameters", cfg.params)
+    if cfg.data is not None:
+        from kgrec.data.folder import detect_format
+
+        detect_format(cfg.data)  # a missing folder or an unknown format, before any work
     if cfg.out is not None and Path(cfg.out).exists() and not Path(cfg.out).is_dir():
         raise _bad("out", "names an existing file, expected a run directory", str(cfg.out))
 
@@ -225,11 +231,19 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
-def prepare_data(cfg: RunConfig) -> tuple[Dataset, Split]:
-    """Load (cached) and split the dataset of a run."""
-    from kgrec.data.catalog import load_dataset
+def prepare_data(cfg: RunConfig, dataset: Dataset | None = None) -> tuple[Dataset, Split]:
+    """Load (cached) and split the dataset of a run: ``dataset`` as given, else the folder
+    ``cfg.data``, else the catalog's ``cfg.dataset``."""
+    if dataset is not None:
+        ds = dataset
+    elif cfg.data:
+        from kgrec.data.folder import load_folder
 
-    ds = load_dataset(cfg.dataset, seed=cfg.seed)
+        ds = load_folder(cfg.data, seed=cfg.seed)
+    else:
+        from kgrec.data.catalog import load_dataset
+
+        ds = load_dataset(cfg.dataset, seed=cfg.seed)
     if cfg.kg_ratio < 1.0 or cfg.kg_shuffle:
         from kgrec.data.kg_transform import shuffle_tails, subsample_kg
 
@@ -346,17 +360,24 @@ def _topk_users(split: Split, cfg: RunConfig) -> np.ndarray | None:
                                                           replace=False))
 
 
-def train(cfg: RunConfig) -> RunResult:
+def train(cfg: RunConfig, dataset: Dataset | None = None) -> RunResult:
     """Run one training job and write its run directory (see the README for its files).
 
-    Under ``torchrun`` (several processes) every rank trains its shard of each batch and
-    rank 0 alone evaluates and writes the run directory; every rank returns the result.
+    ``dataset``: train on this :class:`Dataset` (your own, e.g. from
+    :func:`~kgrec.data.readers.from_dataframes`) instead of ``cfg.dataset`` / ``cfg.data``;
+    the run records its name and checksum. Under ``torchrun`` (several processes) every rank
+    trains its shard of each batch and rank 0 alone evaluates and writes the run directory;
+    every rank returns the result.
     """
     from kgrec.train import distributed as dist
 
+    if dataset is not None:
+        cfg = dataclasses.replace(cfg, dataset=dataset.name, data=None)
+    elif cfg.data and cfg.dataset == RunConfig.dataset:
+        cfg = dataclasses.replace(cfg, dataset=Path(cfg.data).resolve().name)
     own_group = not dist.is_distributed() and dist.init(device=cfg.device)
     try:
-        return _train(cfg)
+        return _train(cfg, dataset)
     finally:
         if own_group:
             dist.shutdown()
@@ -426,7 +447,7 @@ def resume_config(run_dir: str | Path, **overrides: Any) -> RunConfig:
     return cfg
 
 
-def _train(cfg: RunConfig) -> RunResult:
+def _train(cfg: RunConfig, dataset: Dataset | None = None) -> RunResult:
     from kgrec.train import distributed as dist
 
     t_start = time.perf_counter()
@@ -441,7 +462,7 @@ def _train(cfg: RunConfig) -> RunResult:
     claim_run_dir(run_dir, resume=cfg.resume is not None, force=cfg.force, remove=main)
 
     t0 = time.perf_counter()
-    ds, split = prepare_data(cfg)
+    ds, split = prepare_data(cfg, dataset)
     ds.check_trainable()
     data_seconds = time.perf_counter() - t0
     if MODELS[resolve_name(cfg.model)].family == "kg" and len(ds.kg) == 0 and cfg.kg_ratio >= 1:
@@ -456,9 +477,7 @@ def _train(cfg: RunConfig) -> RunResult:
                          "--protocol user-split were never trained; use a model that encodes "
                          "the history (kgrec models: sequential recall) or pop, or another "
                          "protocol (loo, cold-items)")
-    batch = int(getattr(model_cfg, "batch_size", 1024))
-    threads = cfg.threads or (1 if batch < 1024 else
-                              max(1, torch.get_num_threads() // dist.world_size()))
+    threads = cfg.threads or 1
     resolved = {
         "run": {**asdict(cfg), "epochs": epochs, "threads": threads,
                 "world_size": dist.world_size()},

@@ -94,6 +94,9 @@ def save_artifact(run_dir: str | Path, ds) -> Path:
         v = getattr(ds, key, None)
         if v is not None:
             arrays[key] = np.asarray(v, dtype=str)
+    names = getattr(ds, "item_names", None)
+    if names is not None:
+        arrays["item_names"] = np.asarray(names, dtype=str)
     table = getattr(ds, "item_features", None)
     if table is not None:  # one category per item, for diversity metrics and plots
         from kgrec.data.features import CATEGORY_FIELDS, item_categories
@@ -153,6 +156,7 @@ class Artifact:
         item_category: ``(n_items,)`` one category id per item (``-1``: none; see
             :func:`kgrec.data.features.item_categories`), None where the data has no
             category field; ``category_labels`` their raw labels.
+        item_names: display names (titles) by item index where the data has them.
     """
 
     run_dir: Path
@@ -162,6 +166,7 @@ class Artifact:
     seen: tuple[np.ndarray, np.ndarray]
     item_category: np.ndarray | None = None
     category_labels: np.ndarray | None = None
+    item_names: np.ndarray | None = None
 
     @property
     def n_users(self) -> int:
@@ -213,6 +218,88 @@ class Artifact:
                                 max_history=max_history)
         labels = self.item_labels
         return [[str(labels[j]) for j in row if j >= 0] for row in top]
+
+
+    # ------------------------------------------------------------------ beyond known users
+    def names_of(self, items: list[str]) -> list[str]:
+        """Display names (titles) of raw item ids, '' where the data has none."""
+        if self.item_names is None:
+            return [""] * len(items)
+        return [str(self.item_names[j]) for j in self.item_index(items)]
+
+    def popular(self, k: int = 10, *, exclude: np.ndarray | None = None) -> list[str]:
+        """The ``k`` items most often seen in training (raw ids), without ``exclude``."""
+        counts = np.bincount(self.seen[1], minlength=self.n_items).astype(np.float64)
+        if exclude is not None and len(exclude):
+            counts[np.asarray(exclude, np.int64)] = -np.inf
+        order = np.argsort(-counts, kind="stable")[:k]
+        return [str(self.item_labels[j]) for j in order if np.isfinite(counts[j])]
+
+    def recommend_history(self, history: list | np.ndarray, k: int = 10, *,
+                          exclude_seen: bool = True, max_history: int = 200
+                          ) -> tuple[list[str], str]:
+        """Top-``k`` raw item ids for a user *not* in training, from the raw ids of the items
+        they interacted with (oldest first), and how they were found:
+
+        * ``"history encoder"``: models that encode a history (sequential recall, M2GRL)
+          score it as they score any user;
+        * ``"popularity"``: the popularity model;
+        * ``"mean of the history's item vectors"``: other models with item vectors (the user
+          vector is the mean of the history's, scored against every item);
+        * ``"popularity (the model cannot place a new user)"``: the rest.
+        """
+        import torch
+
+        from kgrec.data.split import Queries
+        from kgrec.eval.ranking import recommend_queries
+
+        hist = self.item_index(history)
+        if len(hist) == 0:
+            return self.popular(k), "popularity (empty history)"
+        exclude = hist if exclude_seen else None
+        if self.model.uses_history or self.model.user_free:
+            q = Queries.from_history(np.zeros(1, np.int64), np.array([0, len(hist)]), hist,
+                                     mask_history=exclude_seen)
+            top = recommend_queries(self.model, q, k, n_items=self.n_items,
+                                    max_history=max_history)[0]
+            how = "popularity" if self.model.user_free else "history encoder"
+            return [str(self.item_labels[j]) for j in top if j >= 0], how
+        try:
+            with torch.no_grad():
+                vecs = self.model.item_vectors()
+        except NotImplementedError:
+            return self.popular(k, exclude=exclude), \
+                "popularity (the model cannot place a new user)"
+        with torch.no_grad():
+            scores = vecs @ vecs[torch.from_numpy(hist)].mean(0)
+            if exclude is not None:
+                scores[torch.from_numpy(exclude)] = -torch.inf
+            values, top = torch.topk(scores, min(k, self.n_items))
+        return [str(self.item_labels[j]) for j, s in zip(top.tolist(), values.tolist(),
+                                                         strict=True) if s > -np.inf], \
+            "mean of the history's item vectors"
+
+    def similar(self, item: str, k: int = 10) -> tuple[list[str], str]:
+        """The ``k`` items most similar to raw item ``item`` and how: cosine of the model's
+        item vectors where it has them, else co-occurrence in users' training histories."""
+        import torch
+
+        j = int(self.item_index([item])[0])
+        try:
+            with torch.no_grad():
+                v = torch.nn.functional.normalize(self.model.item_vectors().float(), dim=1)
+                scores = (v @ v[j]).numpy().astype(np.float64)
+            how = "cosine of item vectors"
+        except NotImplementedError:
+            indptr, items = self.seen
+            user_of = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+            users = np.unique(user_of[items == j])
+            rows = np.isin(user_of, users)
+            scores = np.bincount(items[rows], minlength=self.n_items).astype(np.float64)
+            how = "co-occurrence in training histories"
+        scores[j] = -np.inf
+        top = np.argsort(-scores, kind="stable")[:k]
+        return [str(self.item_labels[t]) for t in top if np.isfinite(scores[t])], how
 
 
 def _index(labels: np.ndarray, raw, what: str) -> np.ndarray:
@@ -277,4 +364,5 @@ def load(run_dir: str | Path) -> Artifact:
     return Artifact(run_dir=run_dir, model=model, config=resolved, data=data,
                     seen=(a["seen_indptr"], a["seen_items"]),
                     item_category=a.get("item_category"),
-                    category_labels=a.get("category_labels"))
+                    category_labels=a.get("category_labels"),
+                    item_names=a.get("item_names"))

@@ -38,6 +38,7 @@ def _build(
     extra_items: np.ndarray | None = None,
     line_of: Callable[[int], int] | None = None,
     kg_where: str | None = None,
+    require_kg: bool = True,
 ) -> Dataset:
     """Index arbitrary triples (heads need not be items) and either keep given 0/1 labels or
     convert ratings the MKR way (threshold + sampled negatives).
@@ -52,7 +53,7 @@ def _build(
     line_of = line_of or (lambda k: k + 1)
     if unlinked_items not in UNLINKED:
         raise ValueError(f"unlinked_items must be 'drop' or 'keep', got {unlinked_items!r}")
-    if len(heads) == 0:
+    if len(heads) == 0 and require_kg:
         raise DataError("empty graph: no triples", path=kg_where or where)
     users = np.asarray(users).astype(str)
     items = np.asarray(items).astype(str)
@@ -111,6 +112,11 @@ def _build(
         events = align_interactions(user_ids, item_vocab, users, items, rating=rating,
                                     timestamp=timestamp)
     meta["timestamps"] = "file order" if timestamp is None else "time"
+    if keep:
+        meta["unlinked_items"] = int(unlinked.sum())  # kept, with an entity of their own
+    else:
+        seen = pd.Index(pd.unique(items))
+        meta["unlinked_items_dropped"] = int((~seen.isin(link_index)).sum())
     return Dataset(
         name=name, ratings=ratings, kg=kg, n_users=len(user_ids), n_items=n_items,
         n_entities=len(entity_ids), n_relations=len(relation_ids), item_entity=item_entity,
@@ -120,15 +126,18 @@ def _build(
     )
 
 
-def _no_missing(col: pd.Series, name: str, where: str) -> None:
+def _no_missing(col: pd.Series, name: str, where: str,
+                line_of: Callable[[int], int] | None = None) -> None:
     """:class:`DataError` at the first row (1-based) where column ``name`` has no value."""
     na = col.isna().to_numpy()
     if na.any():
         k = int(np.flatnonzero(na)[0])
-        raise DataError(f"missing {name} value (row {col.index[k]!r})", path=where, line=k + 1)
+        raise DataError(f"missing {name} value", path=where,
+                        line=line_of(k) if line_of else k + 1)
 
 
-def _numbers(col: pd.Series, name: str, where: str) -> np.ndarray:
+def _numbers(col: pd.Series, name: str, where: str,
+             line_of: Callable[[int], int] | None = None) -> np.ndarray:
     """float64 values of a label / rating column; :class:`DataError` at the first row that is
     missing, NaN or not a number."""
     num = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
@@ -138,23 +147,26 @@ def _numbers(col: pd.Series, name: str, where: str) -> np.ndarray:
         v = col.iloc[k]
         what = "NaN (missing)" if v is None or (isinstance(v, float) and np.isnan(v)) \
             else repr(v)
-        raise DataError(f"{name} is {what}, expected a number (row {col.index[k]!r})",
-                        path=where, line=k + 1)
+        raise DataError(f"{name} is {what}, expected a number", path=where,
+                        line=line_of(k) if line_of else k + 1)
     return num
 
 
-def _timestamps(col: pd.Series, where: str) -> np.ndarray:
+def _timestamps(col: pd.Series, where: str,
+                line_of: Callable[[int], int] | None = None) -> np.ndarray:
     """int64 times from a numeric or datetime column (datetimes as nanoseconds)."""
     if pd.api.types.is_datetime64_any_dtype(col):
         if col.isna().any():
             k = int(np.flatnonzero(col.isna().to_numpy())[0])
-            raise DataError("missing timestamp", path=where, line=k + 1)
+            raise DataError("missing timestamp", path=where,
+                            line=line_of(k) if line_of else k + 1)
         return col.to_numpy().astype("datetime64[ns]").astype(np.int64)
     num = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isfinite(num)
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
-        raise DataError(f"timestamp {col.iloc[k]!r} is not a number", path=where, line=k + 1)
+        raise DataError(f"timestamp {col.iloc[k]!r} is not a number", path=where,
+                        line=line_of(k) if line_of else k + 1)
     return np.round(num).astype(np.int64)
 
 
@@ -176,6 +188,9 @@ def from_dataframes(
     link_item_col: str = "item",
     link_entity_col: str = "entity",
     seed: int = 0,
+    where: str = "<interactions DataFrame>",
+    unlinked_items: str = "drop",
+    line_of: Callable[[int], int] | None = None,
 ) -> Dataset:
     """A :class:`Dataset` from your own tables.
 
@@ -188,8 +203,13 @@ def from_dataframes(
     :attr:`Dataset.interactions` holds the rows (with labels: the positive rows) of kept users
     and items, with ``rating_col`` as rating and ``timestamp_col`` (numbers or datetimes,
     stored as int64) as time, else the row position.
+
+    ``kg`` may be empty (an interaction-only dataset: pass ``unlinked_items="keep"``).
+    ``where`` names the interactions in errors and ``line_of(k)`` the line of row ``k``
+    (default ``k + 1``); ``unlinked_items``: ``"drop"`` (MKR) or ``"keep"`` (see
+    :func:`_build`).
     """
-    where = "<interactions DataFrame>"
+    line_of = line_of or (lambda k: k + 1)
     for df, cols, what in ((interactions, [user_col, item_col]
                             + [c for c in (label_col, rating_col, timestamp_col) if c],
                             "interactions"),
@@ -201,7 +221,7 @@ def from_dataframes(
     if len(interactions) == 0:
         raise DataError("empty: the interactions DataFrame has no rows", path=where)
     for col in (user_col, item_col):
-        _no_missing(interactions[col], col, where)
+        _no_missing(interactions[col], col, where, line_of)
     for col in (head_col, relation_col, tail_col):
         _no_missing(kg[col], col, "<kg DataFrame>")
     if links is not None:
@@ -212,7 +232,8 @@ def from_dataframes(
             _no_missing(links[col], col, "<links DataFrame>")
     for col in (label_col, rating_col):
         if col:
-            interactions = interactions.assign(**{col: _numbers(interactions[col], col, where)})
+            interactions = interactions.assign(
+                **{col: _numbers(interactions[col], col, where, line_of)})
     if links is None:
         li = pd.unique(interactions[item_col].astype(str).to_numpy())
         le = li
@@ -223,7 +244,7 @@ def from_dataframes(
     rating = interactions[rating_col].to_numpy(dtype=float) if rating_col else None
     values = (interactions[label_col].to_numpy() if labelled else
               rating if rating is not None else np.ones(len(interactions)))
-    times = _timestamps(interactions[timestamp_col], where) if timestamp_col else None
+    times = _timestamps(interactions[timestamp_col], where, line_of) if timestamp_col else None
     return _build(
         name, users=interactions[user_col].astype(str).to_numpy(),
         items=interactions[item_col].astype(str).to_numpy(), values=values,
@@ -231,4 +252,6 @@ def from_dataframes(
         heads=kg[head_col].astype(str).to_numpy(), relations=kg[relation_col].astype(str)
         .to_numpy(), tails=kg[tail_col].astype(str).to_numpy(), seed=seed,
         where=where, links_where="<links DataFrame>", rating=rating, timestamp=times,
+        unlinked_items=unlinked_items, line_of=line_of, kg_where="<kg DataFrame>",
+        require_kg=unlinked_items == "drop",
     )

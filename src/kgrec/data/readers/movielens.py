@@ -156,6 +156,8 @@ def read_ml100k(directory: str | Path, *, name: str = "ml-100k", seed: int = 0,
         source_checksums={p.name: file_sha256(p) for p in used} if checksums else {},
         where=str(data_p),
     )
+    if item_p.is_file():
+        ds.item_names = item_names(cols[0], cols[1], ds.item_ids)
     ds.meta.update({"reader": "ml100k", "timestamps": "time"})
     return ds
 
@@ -188,12 +190,24 @@ def user_features_ml1m(path: str | Path, user_ids: np.ndarray) -> FeatureTable:
     return table
 
 
+def item_names(ids: np.ndarray, names: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+    """``names`` (a file's column, rows ``ids``) aligned to ``item_ids``; '' where absent."""
+    rows = _rows(ids, item_ids)
+    out = np.full(len(item_ids), "", dtype=object)
+    keep = rows >= 0
+    out[rows[keep]] = np.asarray(names, dtype=str)[keep]
+    return out.astype(str)
+
+
 def attach_ml1m_features(ds: Dataset, *, movies: Path | None = None,
                          users: Path | None = None) -> Dataset:
     """Set ``ds.item_features`` / ``ds.user_features`` from MovieLens-1M side files (those
     given), recording their checksums. Returns ``ds``."""
     if movies is not None:
         ds.item_features = movie_features_ml1m(movies, ds.item_ids)
+        ids, titles, _ = read_table(movies, sep="::", n_cols=3, int_cols=(0,),
+                                    encoding="latin-1")
+        ds.item_names = item_names(ids, titles, ds.item_ids)
         ds.source_checksums[Path(movies).name] = file_sha256(movies)
     if users is not None:
         ds.user_features = user_features_ml1m(users, ds.user_ids)

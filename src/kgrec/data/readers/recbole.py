@@ -88,8 +88,8 @@ def read_atomic_features(path: str | Path, id_col: str, ids: np.ndarray) -> Feat
 
 
 def read_recbole(directory: str | Path, name: str, *, threshold: float | None = None,
-                 seed: int = 0, unlinked_items: str = "drop", features: bool = True
-                 ) -> Dataset:
+                 seed: int = 0, unlinked_items: str = "drop", features: bool = True,
+                 require_kg: bool = True) -> Dataset:
     """Read RecBole atomic files ``<directory>/<name>.inter``, ``.kg`` and ``.link``.
 
     ``.inter`` needs ``user_id`` and ``item_id``; with a ``label`` column the rows are kept
@@ -101,7 +101,8 @@ def read_recbole(directory: str | Path, name: str, *, threshold: float | None = 
     ``.inter`` has them. ``unlinked_items``: ``"drop"`` keeps only linked items (MKR);
     ``"keep"`` keeps every item (RecBole's way; see :func:`~kgrec.data.readers.frames._build`).
     With ``features``, ``<name>.item`` / ``<name>.user`` (when present) become
-    ``item_features`` / ``user_features`` (see :func:`read_atomic_features`).
+    ``item_features`` / ``user_features`` (see :func:`read_atomic_features`). Without
+    ``require_kg``, missing ``.kg`` / ``.link`` files give a dataset without a KG.
     """
     d = Path(directory)
     inter_p, kg_p, link_p = (d / f"{name}.{ext}" for ext in ("inter", "kg", "link"))
@@ -114,8 +115,15 @@ def read_recbole(directory: str | Path, name: str, *, threshold: float | None = 
     extra_items = None
     if features and unlinked_items == "keep" and item_p.is_file():
         extra_items = _atomic_columns(item_p, ["item_id"], allow_empty=True)["item_id"]
-    kg = _atomic_columns(kg_p, ["head_id", "relation_id", "tail_id"])
-    link = _atomic_columns(link_p, ["item_id", "entity_id"])
+    empty = np.zeros(0, dtype=str)
+    if require_kg or kg_p.exists():
+        kg = _atomic_columns(kg_p, ["head_id", "relation_id", "tail_id"])
+    else:  # an interaction-only folder
+        kg = {"head_id": empty, "relation_id": empty, "tail_id": empty}
+    if require_kg or link_p.exists():
+        link = _atomic_columns(link_p, ["item_id", "entity_id"])
+    else:
+        link = {"item_id": empty, "entity_id": empty}
     if labelled:
         values = inter["label"]
     elif "rating" in inter and threshold is not None:
@@ -130,12 +138,21 @@ def read_recbole(directory: str | Path, name: str, *, threshold: float | None = 
                 timestamp=np.round(inter["timestamp"]).astype(np.int64)
                 if "timestamp" in inter else None,
                 unlinked_items=unlinked_items, extra_items=extra_items,
-                line_of=lambda k: data_line(inter_p, k, header=True), kg_where=str(kg_p))
-    used = [inter_p, kg_p, link_p]
+                line_of=lambda k: data_line(inter_p, k, header=True), kg_where=str(kg_p),
+                require_kg=require_kg)
+    used = [p for p in (inter_p, kg_p, link_p) if p.exists()]
     if features:
         if item_p.is_file():
             ds.item_features = read_atomic_features(item_p, "item_id", ds.item_ids)
             used.append(item_p)
+            names = [f for f, _ in _atomic_header(item_p)]
+            title = next((t for t in ("movie_title", "title", "name", "item_name")
+                          if t in names), None)
+            if title is not None:
+                from kgrec.data.readers.movielens import item_names
+
+                cols = _atomic_columns(item_p, ["item_id", title], allow_empty=True)
+                ds.item_names = item_names(cols["item_id"], cols[title], ds.item_ids)
         if user_p.is_file():
             ds.user_features = read_atomic_features(user_p, "user_id", ds.user_ids)
             used.append(user_p)
