@@ -289,6 +289,32 @@ def recommend(
 
 
 @app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="a directory written by `kgrec train`"),
+    out: Path = typer.Option(..., "--out", help="folder for the vectors, labels and index"),
+    index: str = typer.Option("flat", help="faiss index: flat (exact), ivf or hnsw"),
+    k: int = typer.Option(50, "-k", help="K of the ANN recall@K check against exact search"),
+) -> None:
+    """Item and user vectors with their raw ids (and titles) as .npy + .tsv, and a faiss index
+    of the items, with its ANN recall@K against exact search."""
+    _at_least(k, 1, "-k")
+    from kgrec.retrieval.export import export_run
+
+    try:
+        m = export_run(run_dir, out, index=index, k=k)
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        _fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
+        return
+    recall = next(v for key, v in m.items() if key.startswith("ann_recall@"))
+    typer.echo(f"wrote {out}/: {m['n_items']} item and {m['n_users']} user vectors "
+               f"(dim {m['dim']}" + (f", {m['interests']} interests" if m["interests"] > 1
+                                     else "") + f"), {', '.join(m['files'])}")
+    typer.echo(f"{index} index: ANN recall@{min(k, m['n_items'])} {recall:.4f} against exact "
+               f"search on {m['checked_users']} users; built in "
+               f"{m['index_build_seconds']:.2f} s")
+
+
+@app.command()
 def datasets(
     stats: bool = typer.Option(True, help="load each available dataset to show its sizes"),
 ) -> None:

@@ -145,6 +145,15 @@ class BPRMF(Recommender):
         raw = self.user_emb[users] @ self.item_emb.T + self.item_bias
         return self.calib[0] * raw + self.calib[1]
 
+    def user_vectors(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        """``[p_u, 1]``: with :meth:`item_vectors` the inner product is the ranking score."""
+        p = self.user_emb[users]
+        return torch.cat([p, torch.ones(len(p), 1, dtype=p.dtype, device=p.device)], 1)
+
+    def item_vectors(self) -> torch.Tensor:
+        """``[q_i, b_i]`` (see :meth:`user_vectors`), for export and ANN search."""
+        return torch.cat([self.item_emb, self.item_bias[:, None]], 1)
+
     # ------------------------------------------------------------------ training
     def bpr_loss(self, batch: torch.Tensor) -> torch.Tensor:
         """BPR loss of ``(b, 3)`` triples ``(user, pos item, neg item)`` (module docstring)."""
