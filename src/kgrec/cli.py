@@ -138,6 +138,9 @@ def train(
         None, "--data", help="a folder of your own data, any format kgrec reads (RecBole, "
                              "MKR, MovieLens, Amazon, CSV/TSV/Parquet tables), detected by "
                              "content; instead of -d"),
+    min_user: int | None = typer.Option(
+        None, help="keep users with at least this many interactions (kgrec analyze's filter)"),
+    max_user: int | None = typer.Option(None, help="keep users with at most this many"),
 ) -> None:
     """Train a model on a dataset (default: MKR on the built-in synthetic dataset).
 
@@ -163,7 +166,8 @@ def train(
                             monitor=monitor, device=device, optimizer=optimizer,
                             lr_schedule=lr_schedule, clip_norm=clip_norm, patience=patience,
                             ks=cut_offs, force=force,
-                            data=str(data) if data is not None else None)
+                            data=str(data) if data is not None else None,
+                            min_user=min_user, max_user=max_user)
         res = run_train(cfg)
     except (DataError, KeyError, ValueError, FileNotFoundError, RuntimeError) as exc:
         _fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
@@ -312,6 +316,76 @@ def export(
     typer.echo(f"{index} index: ANN recall@{min(k, m['n_items'])} {recall:.4f} against exact "
                f"search on {m['checked_users']} users; built in "
                f"{m['index_build_seconds']:.2f} s")
+
+
+@app.command()
+def serve(
+    run_dir: Path = typer.Argument(..., help="a directory written by `kgrec train`"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on"),
+    port: int = typer.Option(8000, help="TCP port"),
+) -> None:
+    """Serve a run over HTTP (FastAPI + uvicorn): GET /health, GET /recommend?user=U&k=10,
+    POST /recommend {"history": [...], "k": 10}, GET /similar?item=I&k=10; docs at /docs."""
+    if not 0 < port < 65536:
+        _fail(f"--port: expected 1-65535, got {port}")
+    try:
+        from kgrec.retrieval.serve import create_app
+
+        application = create_app(run_dir)
+    except ImportError as exc:
+        _fail(f"{exc}; install the server with pip install fastapi uvicorn")
+        return
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        _fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
+        return
+    import uvicorn
+
+    typer.echo(f"serving {run_dir} on http://{host}:{port} (docs at /docs); Ctrl-C stops")
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+@app.command()
+def analyze(
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help="catalog name"),
+    data: Path | None = typer.Option(None, "--data", help="or a folder of your own data"),
+    out: Path = typer.Option(..., "--out", help="folder for report.md, PNGs, stats.json"),
+    min_user: int = typer.Option(30, help="user filter: at least this many interactions"),
+    max_user: int = typer.Option(1000, help="user filter: at most this many (0: no bound)"),
+) -> None:
+    """Analyse a dataset: counts per user and item (log-log), user filter, long tail, ratings
+    and Q-Q plots with Levene's test, most-rated items, activity over time, KG coverage."""
+    if (dataset is None) == (data is None):
+        _fail("give one of -d NAME or --data PATH")
+    _at_least(min_user, 0, "--min-user")
+    _at_least(max_user, 0, "--max-user")
+    if max_user and max_user < min_user:
+        _fail(f"--max-user ({max_user}) is below --min-user ({min_user})")
+    from kgrec.data.dataset import DataError
+    from kgrec.experiments.analyze import analyze as run_analysis
+
+    try:
+        if data is not None:
+            from kgrec.data.folder import load_folder
+
+            ds = load_folder(data)
+        else:
+            from kgrec.data.catalog import load_dataset
+
+            ds = load_dataset(dataset)
+        s = run_analysis(ds, out, min_user=min_user or None, max_user=max_user or None)
+    except (DataError, KeyError, ValueError, FileNotFoundError) as exc:
+        _fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
+        return
+    f = s["user_filter"]
+    typer.echo(f"{s['dataset']}: {s['events']:,} events, {s['users']:,} users, "
+               f"{s['items']:,} items, sparsity {s['sparsity']:.4f}")
+    typer.echo(f"user filter {f['min']}-{f['max']}: {f['users_after']:,} of "
+               f"{f['users_before']:,} users kept ({f['events_after']:,} events)")
+    if "levene" in s:
+        lv = s["levene"]
+        typer.echo(f"Levene (median) over {lv['items']} items: W {lv['statistic']:.2f}, "
+                   f"p {lv['p_value']:.3g}")
+    typer.echo(f"wrote {out}/report.md, stats.json, {', '.join(s['files'].values())}")
 
 
 @app.command()

@@ -221,6 +221,28 @@ class Dataset:
                                 "training and evaluation need at least 2 users and 2 items",
                                 path=where)
 
+    def select_users(self, keep: np.ndarray) -> Dataset:
+        """The dataset restricted to the users where boolean ``keep`` (``(n_users,)``) holds,
+        re-indexed in their order; items, the KG and their vocabularies are unchanged."""
+        import dataclasses
+
+        keep = np.asarray(keep, dtype=bool)
+        new = np.cumsum(keep) - 1
+        r = self.ratings[keep[self.ratings[:, 0]]]
+        kn = self.known_negatives[keep[self.known_negatives[:, 0]]]
+        ev = self.interactions
+        if ev is not None:
+            ev = ev.select(keep[ev.user])
+            ev = Interactions(new[ev.user], ev.item, ev.rating, ev.timestamp)
+        rows = np.flatnonzero(keep)
+        return dataclasses.replace(
+            self, ratings=np.c_[new[r[:, 0]], r[:, 1:]], known_negatives=np.c_[new[kn[:, 0]],
+                                                                              kn[:, 1:]],
+            n_users=int(keep.sum()), interactions=ev,
+            user_ids=None if self.user_ids is None else np.asarray(self.user_ids)[rows],
+            user_features=None if self.user_features is None
+            else self.user_features.take(rows), meta=dict(self.meta))
+
     # ------------------------------------------------------------------ views
     @property
     def checksum(self) -> str:
@@ -290,8 +312,9 @@ class Dataset:
         parts = [f"Dataset {self.name!r}: {s['users']:,} users, {s['items']:,} items"]
         if s["events"]:
             ev = self.interactions
-            extra = [k for k, v in (("rating", ev.rating), ("time", ev.timestamp))
-                     if v is not None]
+            extra = [k for k, has in (("rating", not np.isnan(ev.rating).all()),
+                                      ("time", self.meta.get("timestamps") != "file order"))
+                     if has]
             parts.append(f"{s['events']:,} events ({s['avg_sequence']:.1f} per user"
                          + (f"; with {', '.join(extra)}" if extra else "") + ")")
         parts.append(f"{s['interactions']:,} CTR rows ({s['positives']:,} positive, density "

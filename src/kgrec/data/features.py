@@ -74,6 +74,16 @@ class FeatureField:
         """Raw labels of row ``r``'s values."""
         return self.vocab[self.row(r)].tolist()
 
+    def take(self, rows: np.ndarray) -> FeatureField:
+        """The field over ``rows`` (in that order), same vocabulary."""
+        rows = np.asarray(rows, np.int64)
+        lens = self.lengths()[rows]
+        indptr = np.zeros(len(rows) + 1, np.int64)
+        np.cumsum(lens, out=indptr[1:])
+        src = np.repeat(self.indptr[rows], lens) + np.arange(int(lens.sum())) \
+            - np.repeat(indptr[:-1], lens)
+        return FeatureField(indptr, self.values[src], self.vocab, self.multi)
+
 
 def _sorted_vocab(codes: np.ndarray, vocab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Re-code so the vocabulary is sorted (numerically when every label is a number)."""
@@ -162,6 +172,11 @@ class FeatureTable:
                         multi=sep is not None, sort_vocab=sort_vocab)
 
     # ------------------------------------------------------------------ views
+    def take(self, rows: np.ndarray) -> FeatureTable:
+        """The table over ``rows`` (in that order)."""
+        rows = np.asarray(rows, np.int64)
+        return FeatureTable(len(rows), {n: f.take(rows) for n, f in self._fields.items()})
+
     @property
     def fields(self) -> tuple[str, ...]:
         """Field names, in insertion order."""

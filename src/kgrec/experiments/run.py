@@ -79,6 +79,8 @@ class RunConfig:
             refused, so that nothing already written is lost).
         data: a folder of your own data in any format the readers know, detected by content
             (:mod:`kgrec.data.folder`); ``dataset`` then names it (default: the folder's name).
+        min_user, max_user: keep only users with at least / at most this many observed
+            events (``kgrec analyze``'s user filter; None: no bound), before the split.
     """
 
     dataset: str = "synthetic"
@@ -107,6 +109,8 @@ class RunConfig:
     patience: int | None = None
     force: bool = False
     data: str | None = None
+    min_user: int | None = None
+    max_user: int | None = None
 
     @property
     def ranking(self) -> bool:
@@ -147,6 +151,10 @@ def check_run_config(cfg: RunConfig) -> None:
     whole("topk_users", 1, optional=True)
     whole("threads", 1, optional=True)
     whole("patience", 1, optional=True)
+    whole("min_user", 0, optional=True)
+    whole("max_user", 1, optional=True)
+    if cfg.min_user is not None and cfg.max_user is not None and cfg.max_user < cfg.min_user:
+        raise _bad("max_user", f"is below --min-user ({cfg.min_user})", cfg.max_user)
     for name, lo_open in (("train_ratio", True), ("kg_ratio", False)):
         v = getattr(cfg, name)
         if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v):
@@ -244,6 +252,8 @@ def prepare_data(cfg: RunConfig, dataset: Dataset | None = None) -> tuple[Datase
         from kgrec.data.catalog import load_dataset
 
         ds = load_dataset(cfg.dataset, seed=cfg.seed)
+    if cfg.min_user is not None or cfg.max_user is not None:
+        ds = filter_users(ds, cfg.min_user, cfg.max_user)
     if cfg.kg_ratio < 1.0 or cfg.kg_shuffle:
         from kgrec.data.kg_transform import shuffle_tails, subsample_kg
 
@@ -257,6 +267,28 @@ def prepare_data(cfg: RunConfig, dataset: Dataset | None = None) -> tuple[Datase
         split = dataclasses.replace(split, train=subsample(split.train, cfg.train_ratio,
                                                            seed=cfg.seed))
     return ds, split
+
+
+def filter_users(ds: Dataset, lo: int | None, hi: int | None) -> Dataset:
+    """``ds`` with only the users whose number of observed events (positives where the data
+    keeps no events) lies in ``[lo, hi]``; the counts are recorded in ``meta``."""
+    from kgrec.data.dataset import DataError
+
+    ev = ds.interactions
+    users = ev.user if ev is not None and len(ev) else ds.ratings[ds.ratings[:, 2] == 1, 0]
+    counts = np.bincount(users, minlength=ds.n_users)
+    keep = counts > 0
+    if lo is not None:
+        keep &= counts >= lo
+    if hi is not None:
+        keep &= counts <= hi
+    if keep.sum() < 2:
+        raise DataError(f"dataset {ds.name!r}: the user filter {lo}-{hi} keeps "
+                        f"{int(keep.sum())} of {ds.n_users} users")
+    out = ds.select_users(keep)
+    out.meta["user_filter"] = {"min": lo, "max": hi, "users_before": ds.n_users,
+                               "users_after": out.n_users}
+    return out
 
 
 def _ranking_split(ds: Dataset, cfg: RunConfig) -> Split:

@@ -18,6 +18,7 @@ there instead of recomputing them.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from dataclasses import dataclass, field
@@ -190,13 +191,19 @@ class Artifact:
         """Raw item id of each item index."""
         return self._labels("item_ids", self.n_items)
 
+    @functools.cached_property
+    def _lookups(self) -> dict[str, Any]:
+        import pandas as pd
+
+        return {"user": pd.Index(self.user_labels), "item": pd.Index(self.item_labels)}
+
     def user_index(self, raw: list | np.ndarray) -> np.ndarray:
         """Indices of raw user ids; an unknown id raises ``KeyError`` naming it."""
-        return _index(self.user_labels, raw, "user")
+        return _index(self._lookups["user"], raw, "user")
 
     def item_index(self, raw: list | np.ndarray) -> np.ndarray:
         """Indices of raw item ids; an unknown id raises ``KeyError`` naming it."""
-        return _index(self.item_labels, raw, "item")
+        return _index(self._lookups["item"], raw, "item")
 
     def recommend(self, users: list | np.ndarray, k: int = 10, *,
                   exclude_seen: bool = True, max_history: int = 200) -> list[list[str]]:
@@ -227,9 +234,25 @@ class Artifact:
             return [""] * len(items)
         return [str(self.item_names[j]) for j in self.item_index(items)]
 
+    @functools.cached_property
+    def _popularity(self) -> np.ndarray:
+        return np.bincount(self.seen[1], minlength=self.n_items).astype(np.float64)
+
+    @functools.cached_property
+    def _unit_item_vectors(self) -> np.ndarray | None:
+        """L2-normalised item vectors (None: the model has none); the model is frozen."""
+        import torch
+
+        try:
+            with torch.no_grad():
+                v = self.model.item_vectors().detach().float()
+        except NotImplementedError:
+            return None
+        return torch.nn.functional.normalize(v, dim=1).numpy()
+
     def popular(self, k: int = 10, *, exclude: np.ndarray | None = None) -> list[str]:
         """The ``k`` items most often seen in training (raw ids), without ``exclude``."""
-        counts = np.bincount(self.seen[1], minlength=self.n_items).astype(np.float64)
+        counts = self._popularity.copy()
         if exclude is not None and len(exclude):
             counts[np.asarray(exclude, np.int64)] = -np.inf
         order = np.argsort(-counts, kind="stable")[:k]
@@ -282,15 +305,12 @@ class Artifact:
     def similar(self, item: str, k: int = 10) -> tuple[list[str], str]:
         """The ``k`` items most similar to raw item ``item`` and how: cosine of the model's
         item vectors where it has them, else co-occurrence in users' training histories."""
-        import torch
-
         j = int(self.item_index([item])[0])
-        try:
-            with torch.no_grad():
-                v = torch.nn.functional.normalize(self.model.item_vectors().float(), dim=1)
-                scores = (v @ v[j]).numpy().astype(np.float64)
+        v = self._unit_item_vectors
+        if v is not None:
+            scores = (v @ v[j]).astype(np.float64)
             how = "cosine of item vectors"
-        except NotImplementedError:
+        else:
             indptr, items = self.seen
             user_of = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
             users = np.unique(user_of[items == j])
@@ -302,11 +322,10 @@ class Artifact:
         return [str(self.item_labels[t]) for t in top if np.isfinite(scores[t])], how
 
 
-def _index(labels: np.ndarray, raw, what: str) -> np.ndarray:
-    import pandas as pd
-
+def _index(labels, raw, what: str) -> np.ndarray:
+    """Positions of ``raw`` ids in ``labels`` (a ``pandas.Index``)."""
     raw = np.asarray([raw] if np.isscalar(raw) else list(raw)).astype(str)
-    where = pd.Index(labels).get_indexer(raw)
+    where = labels.get_indexer(raw)
     if (where < 0).any():
         bad = raw[where < 0][:5].tolist()
         raise KeyError(f"unknown {what} id(s) {', '.join(bad)} (not in the run's vocabulary "
