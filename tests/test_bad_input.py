@@ -471,6 +471,16 @@ def arg_unknown_negatives(tmp):
 
 
 @case
+def arg_unknown_negative_sampling(tmp):
+    return Cli(_train("--negative-sampling", "hard"), "--negative-sampling", "hard")
+
+
+@case
+def arg_max_user_below_min_user(tmp):
+    return Cli(_train("--min-user", "50", "--max-user", "10"), "--max-user")
+
+
+@case
 def arg_bad_device(tmp):
     return Cli(_train("--device", "gpu0"), "--device", "gpu0")
 

@@ -43,6 +43,20 @@ def test_ctr_rows_maths_by_hand():
     assert curves["fm"]["recall"][1] == pytest.approx(fm["auc"][0] * 20 / 100)
 
 
+def test_stalled_runs_are_flagged_not_averaged():
+    res = [_result("mkr", 0, 0.80, 0.70), _result("mkr", 1, 0.505, 0.5),
+           _result("mkr", 2, 0.82, 0.72),
+           _result("fm", 0, 0.78, 0.69), _result("fm", 1, 0.79, 0.70),
+           _result("fm", 2, 0.495, 0.5)]
+    rows = {r["model"]: r for r in ctr_rows(res, "music", ["fm", "mkr"])}
+    assert rows["mkr"]["stalled"] == [1] and rows["mkr"]["n"] == 2
+    assert rows["mkr"]["auc"][0] == pytest.approx(0.81)
+    assert rows["fm"]["stalled"] == [2] and rows["fm"]["auc"][0] == pytest.approx(0.785)
+    # paired only on seeds where neither stalled: seed 0 alone, too few for a t-test
+    assert math.isnan(rows["fm"]["p"])
+    assert rows["fm"]["rel_auc"] == pytest.approx((0.785 - 0.81) / 0.81)
+
+
 def test_plan_merges_duplicates_and_skips_kg_ablations_of_cf_models():
     cfg = BenchmarkConfig(datasets=["synthetic"], models=["mkr", "mf"], seeds=2,
                           sparse_models=["mkr"], sparse_ratios=[0.5, 1.0], sparse_seeds=1,

@@ -103,3 +103,50 @@ def test_random_split_proportions_disjoint_deterministic():
     assert len(subsample(sp.train, 0.1, seed=0)) == 60
     with pytest.raises(ValueError):
         random_split(rows, ratios=(0.5, 0.5, 0.5))
+
+
+def test_popularity_sampling_follows_item_p():
+    from kgrec.data.sampling import PairSet, sample_negatives
+
+    n_items, n_users = 6, 20000
+    p = np.array([0.5, 0.2, 0.1, 0.1, 0.05, 0.05])
+    users = np.arange(n_users)
+    excl = PairSet(users, np.zeros(n_users, np.int64), n_items)  # item 0 seen by everyone
+    want = p[1:] / p[1:].sum()
+    for rounds in (8, 0):  # the draw rounds, and the exact exponential-race fallback
+        _, items = sample_negatives(users, np.ones(n_users, np.int64), n_items, excl,
+                                    np.random.default_rng(0), item_p=p, max_rounds=rounds)
+        assert not (items == 0).any()
+        freq = np.bincount(items, minlength=n_items)[1:] / n_users
+        np.testing.assert_allclose(freq, want, atol=0.015)
+
+
+def test_low_ratings_first_then_uniform():
+    from kgrec.data.sampling import PairSet, training_rows
+
+    train = np.array([[0, 0, 1], [0, 1, 1], [0, 2, 1], [1, 3, 1]])
+    low = np.array([[0, 5], [0, 6], [1, 7], [2, 8]])  # user 2 has no positive: ignored
+    excl = PairSet(train[:, 0], train[:, 1], 10)
+    rows = training_rows(train, mode="resample", n_items=10, exclude=excl, seed=0,
+                         sampling="low-ratings", low_ratings=low)(0)
+    neg = rows[rows[:, 2] == 0]
+    u0 = set(neg[neg[:, 0] == 0, 1].tolist())
+    assert len(u0) == 3 and {5, 6} <= u0 and not u0 & {0, 1, 2}
+    assert neg[neg[:, 0] == 1, 1].tolist() == [7]
+    assert 2 not in neg[:, 0]
+
+
+def test_held_out_low_ratings_are_not_trained_on(tmp_path, tiny_dataset):
+    import dataclasses
+
+    from kgrec.experiments.run import RunConfig, _train_low_ratings, prepare_data
+
+    ds = tiny_dataset
+    cfg = RunConfig(protocol="loo")
+    _, split = prepare_data(cfg, ds)
+    q = split.test_queries
+    pos, items = q.target_pairs()
+    held = np.c_[q.users[pos], items][:5]
+    ds2 = dataclasses.replace(ds, known_negatives=np.r_[held, [[0, 1]]])
+    kept = _train_low_ratings(ds2, split)
+    assert not {tuple(r) for r in held.tolist()} & {tuple(r) for r in kept.tolist()}

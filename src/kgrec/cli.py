@@ -141,6 +141,9 @@ def train(
     min_user: int | None = typer.Option(
         None, help="keep users with at least this many interactions (kgrec analyze's filter)"),
     max_user: int | None = typer.Option(None, help="keep users with at most this many"),
+    negative_sampling: str = typer.Option(
+        "uniform", help="fresh negatives (ranking protocols, --negatives resample): uniform, "
+                        "popularity or low-ratings (known low ratings first)"),
 ) -> None:
     """Train a model on a dataset (default: MKR on the built-in synthetic dataset).
 
@@ -167,7 +170,8 @@ def train(
                             lr_schedule=lr_schedule, clip_norm=clip_norm, patience=patience,
                             ks=cut_offs, force=force,
                             data=str(data) if data is not None else None,
-                            min_user=min_user, max_user=max_user)
+                            min_user=min_user, max_user=max_user,
+                            negative_sampling=negative_sampling)
         res = run_train(cfg)
     except (DataError, KeyError, ValueError, FileNotFoundError, RuntimeError) as exc:
         _fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))

@@ -78,8 +78,10 @@ def sample_negatives(
     rng: np.random.Generator,
     *,
     max_rounds: int = 8,
+    item_p: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Draw ``counts[k]`` distinct items for ``users[k]`` uniformly among items not in ``exclude``.
+    """Draw ``counts[k]`` distinct items for ``users[k]`` uniformly among items not in ``exclude``
+    (or, with ``item_p``, with probability proportional to ``item_p`` among them).
 
     Sampling is without replacement within a user (the first distinct valid draws of an i.i.d.
     uniform stream, which is uniform sampling without replacement). A user who has fewer
@@ -122,7 +124,8 @@ def sample_negatives(
         if m.sum() > 50_000_000:  # keep memory bounded; the exact path below takes the rest
             break
         s = np.repeat(active, m)
-        items = rng.integers(0, n_items, size=len(s))
+        items = (rng.integers(0, n_items, size=len(s)) if item_p is None
+                 else rng.choice(n_items, size=len(s), p=item_p))
         u = users[s]
         ok = ~exclude.contains(u, items) & ~taken.contains(u, items)
         s, items = s[ok], items[ok]
@@ -145,6 +148,9 @@ def sample_negatives(
             if len(block) == 0:
                 continue
             keys = rng.random((len(block), n_items))
+            if item_p is not None:  # exponential race: without replacement, prop. to item_p
+                with np.errstate(divide="ignore"):
+                    keys = -np.log(keys) / item_p[None, :]
             rr = np.repeat(users[block], n_items)
             cc = np.tile(np.arange(n_items), len(block))
             bad = (exclude.contains(rr, cc) | taken.contains(rr, cc)).reshape(len(block), n_items)
@@ -229,6 +235,10 @@ def corrupt_triples(
     return out
 
 
+#: how fresh negatives are drawn (the course slides' three strategies)
+NEGATIVE_SAMPLING = ("uniform", "popularity", "low-ratings")
+
+
 def training_rows(
     train: np.ndarray,
     *,
@@ -236,12 +246,18 @@ def training_rows(
     n_items: int | None = None,
     exclude: PairSet | None = None,
     seed: int = 0,
+    sampling: str = "uniform",
+    low_ratings: np.ndarray | None = None,
 ):
     """The RS task's rows per epoch.
 
     ``fixed``: the converted training rows, every epoch (MKR's protocol, comparable with the
     paper). ``resample``: the training positives plus, each epoch, as many fresh negatives per
-    user drawn uniformly from items outside ``exclude`` (all the user's known items).
+    user from items outside ``exclude`` (all the user's known items), drawn by ``sampling``:
+    ``uniform`` over those items; ``popularity``: proportional to the items' number of
+    training positives (+1; hard negatives, as popular items a user skipped); ``low-ratings``:
+    first the user's known low ratings (``low_ratings``, ``(k, 2)`` user-item pairs; a random
+    subset each epoch where there are more than needed), then uniform for the rest.
 
     Returns ``epoch -> (n, 3)`` rows.
     """
@@ -250,15 +266,38 @@ def training_rows(
         return lambda epoch: train
     if mode != "resample":
         raise ValueError(f"negatives mode must be 'fixed' or 'resample', got {mode!r}")
+    if sampling not in NEGATIVE_SAMPLING:
+        raise ValueError(f"negative sampling must be one of {', '.join(NEGATIVE_SAMPLING)}, "
+                         f"got {sampling!r}")
     if n_items is None or exclude is None:
         raise ValueError("resample mode needs n_items and exclude")
     pos = train[train[:, 2] == 1]
     users, counts = np.unique(pos[:, 0], return_counts=True)
+    item_p = None
+    if sampling == "popularity":
+        item_p = np.bincount(pos[:, 1], minlength=n_items).astype(np.float64) + 1.0
+        item_p /= item_p.sum()
+    low = None
+    if sampling == "low-ratings" and low_ratings is not None and len(low_ratings):
+        low = np.asarray(low_ratings, np.int64).reshape(-1, 2)
+        low = low[np.isin(low[:, 0], users)]
 
     def rows(epoch: int) -> np.ndarray:
         rng = np.random.default_rng([seed, epoch])
-        su, si = sample_negatives(users, counts, n_items, exclude, rng)
-        neg = np.c_[su, si, np.zeros(len(su), np.int64)]
-        return np.concatenate([pos, neg])
+        need, ex, parts = counts, exclude, []
+        if low is not None and len(low):
+            # a random order of the known low ratings, then each user's first `count` of them
+            order = np.lexsort((rng.random(len(low)), low[:, 0]))
+            lu, li = low[order, 0], low[order, 1]
+            start = np.r_[0, np.flatnonzero(lu[1:] != lu[:-1]) + 1]
+            rank = np.arange(len(lu)) - np.repeat(start, np.diff(np.r_[start, len(lu)]))
+            take = rank < counts[np.searchsorted(users, lu)]
+            lu, li = lu[take], li[take]
+            parts.append(np.c_[lu, li, np.zeros(len(lu), np.int64)])
+            need = counts - np.bincount(np.searchsorted(users, lu), minlength=len(users))
+            ex = exclude.union(lu, li)
+        su, si = sample_negatives(users, need, n_items, ex, rng, item_p=item_p)
+        parts.append(np.c_[su, si, np.zeros(len(su), np.int64)])
+        return np.concatenate([pos, *parts])
 
     return rows

@@ -343,16 +343,34 @@ def _p(p: float) -> str:
     return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
 
 
+#: a run whose test AUC stays within this of 0.5 stalled (learned nothing): it is flagged
+#: and left out of means and t-tests instead of being averaged in
+STALL_BAND = 0.01
+
+
+def stalled(r: dict[str, Any]) -> bool:
+    """The run's test AUC is within :data:`STALL_BAND` of 0.5."""
+    return abs(float(r["test"]["auc"]) - 0.5) < STALL_BAND
+
+
 def ctr_rows(results: list[dict[str, Any]], dataset: str, models: list[str]
              ) -> list[dict[str, Any]]:
     """Per model: AUC/ACC over seeds, relative AUC difference to MKR and the paired t-test
-    (AUC, same seeds) against MKR, the paper's figures, seconds per run."""
+    (AUC, same seeds) against MKR, the paper's figures, seconds per run. Stalled runs
+    (:func:`stalled`) are listed under ``stalled`` and left out of everything else."""
     by_model = {m: _select(results, dataset=dataset, model=m) for m in models}
-    ref = {r["job"]["seed"]: r["test"]["auc"] for r in by_model.get("mkr", [])}
+    ref = {r["job"]["seed"]: r["test"]["auc"] for r in by_model.get("mkr", [])
+           if not stalled(r)}
     rows = []
     for m in models:
-        rs = by_model[m]
+        stuck = [r["job"]["seed"] for r in by_model[m] if stalled(r)]
+        rs = [r for r in by_model[m] if not stalled(r)]
         if not rs:
+            if stuck:
+                rows.append({"model": m, "n": 0, "auc": (math.nan, math.nan),
+                             "acc": (math.nan, math.nan), "rel_auc": math.nan, "t": math.nan,
+                             "p": math.nan, "paper": (math.nan, math.nan), "seconds": math.nan,
+                             "seconds_per_epoch": math.nan, "stalled": stuck})
             continue
         auc = [r["test"]["auc"] for r in rs]
         acc = [r["test"]["acc"] for r in rs]
@@ -370,6 +388,7 @@ def ctr_rows(results: list[dict[str, Any]], dataset: str, models: list[str]
             "rel_auc": relative_diff(auc_m, ref_m) if m != "mkr" else 0.0, "t": t, "p": p,
             "paper": paper, "seconds": float(np.mean([r["seconds"] for r in rs])),
             "seconds_per_epoch": float(np.mean([r["seconds_per_epoch"] for r in rs])),
+            "stalled": stuck,
         })
     return rows
 
@@ -392,7 +411,7 @@ def topk_curves(results: list[dict[str, Any]], dataset: str, models: list[str]
 
 
 def _auc_of(rs: list[dict[str, Any]]) -> tuple[float, float]:
-    return mean_std([r["test"]["auc"] for r in rs])
+    return mean_std([r["test"]["auc"] for r in rs if not stalled(r)])
 
 
 # --------------------------------------------------------------------------- report
@@ -473,8 +492,12 @@ def _ctr_section(cfg, results, ds, plots, out_dir) -> list[str]:
         out.append(f"| {r['model']} | {_fmt(*r['auc'])} | {_fmt(*r['acc'])} | {rel} | "
                    f"{_p(r['p'])} | {paper} | {gap} | {r['seconds']:.1f} | "
                    f"{r['seconds_per_epoch']:.2f} |")
+    stuck = [f"{r['model']} seed(s) {', '.join(map(str, r['stalled']))}" for r in rows
+             if r.get("stalled")]
     out += ["", f"n = {cfg.seeds} seeds per model. Paper: MKR paper Table 2 (its movie column "
-            "is full MovieLens-1M).", ""]
+            "is full MovieLens-1M)."
+            + (f" **Stalled** (test AUC within {STALL_BAND} of 0.5, left out of the means and "
+               f"t-tests): {'; '.join(stuck)}." if stuck else ""), ""]
     curves = topk_curves(results, ds, cfg.models)
     if curves:
         png = f"{cfg.name}_{ds}_topk.png"

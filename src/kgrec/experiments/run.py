@@ -81,6 +81,10 @@ class RunConfig:
             (:mod:`kgrec.data.folder`); ``dataset`` then names it (default: the folder's name).
         min_user, max_user: keep only users with at least / at most this many observed
             events (``kgrec analyze``'s user filter; None: no bound), before the split.
+        negative_sampling: how fresh negatives are drawn where they are (ranking protocols,
+            ``negatives="resample"``): ``uniform``, ``popularity`` (proportional to training
+            positives) or ``low-ratings`` (the user's known low ratings first; see
+            :func:`kgrec.data.sampling.training_rows`).
     """
 
     dataset: str = "synthetic"
@@ -111,6 +115,7 @@ class RunConfig:
     data: str | None = None
     min_user: int | None = None
     max_user: int | None = None
+    negative_sampling: str = "uniform"
 
     @property
     def ranking(self) -> bool:
@@ -164,8 +169,11 @@ def check_run_config(cfg: RunConfig) -> None:
     if cfg.clip_norm is not None and not (isinstance(cfg.clip_norm, int | float)
                                           and cfg.clip_norm > 0):
         raise _bad("clip_norm", "must be > 0", cfg.clip_norm)
+    from kgrec.data.sampling import NEGATIVE_SAMPLING
+
     for name, allowed in (("negatives", ("fixed", "resample")), ("protocol", PROTOCOLS),
-                          ("lr_schedule", LR_SCHEDULES)):
+                          ("lr_schedule", LR_SCHEDULES),
+                          ("negative_sampling", NEGATIVE_SAMPLING)):
         if getattr(cfg, name) not in allowed:
             raise _bad(name, f"expected one of {', '.join(allowed)}", getattr(cfg, name))
     if cfg.optimizer is not None and cfg.optimizer not in OPTIMIZERS:
@@ -306,12 +314,28 @@ def _ranking_split(ds: Dataset, cfg: RunConfig) -> Split:
                       n_users=ds.n_users, n_items=ds.n_items, seed=cfg.seed)
 
 
+def _train_low_ratings(ds: Dataset, split: Split) -> np.ndarray:
+    """The dataset's known low ratings that are no validation or test target (a held-out
+    event must never be trained on, even as a negative)."""
+    kn = ds.known_negatives
+    held = [np.zeros((0, 2), np.int64)]
+    for q in (getattr(split, "valid_queries", None), getattr(split, "test_queries", None)):
+        if q is not None:
+            pos, items = q.target_pairs()
+            held.append(np.c_[q.users[pos], items])
+    held = np.concatenate(held)
+    if not len(kn) or not len(held):
+        return kn
+    return kn[~PairSet(held[:, 0], held[:, 1], ds.n_items).contains(kn[:, 0], kn[:, 1])]
+
+
 def _train_data(ds: Dataset, split: Split, cfg: RunConfig) -> TrainData:
     if cfg.ranking:  # positives only: fresh negatives outside the user's training items
         pos = split.train
         exclude = PairSet(pos[:, 0], pos[:, 1], ds.n_items)
         rows = training_rows(split.train, mode="resample", n_items=ds.n_items,
-                             exclude=exclude, seed=cfg.seed)
+                             exclude=exclude, seed=cfg.seed, sampling=cfg.negative_sampling,
+                             low_ratings=_train_low_ratings(ds, split))
         return TrainData(
             rec_rows=rows, kg=ds.kg, n_users=ds.n_users, n_items=ds.n_items,
             n_entities=ds.n_entities, n_relations=ds.n_relations, item_entity=ds.item_entity,
@@ -324,7 +348,9 @@ def _train_data(ds: Dataset, split: Split, cfg: RunConfig) -> TrainData:
         exclude = PairSet(np.r_[pos[:, 0], kn[:, 0]], np.r_[pos[:, 1], kn[:, 1]], ds.n_items)
     return TrainData(
         rec_rows=training_rows(split.train, mode=cfg.negatives, n_items=ds.n_items,
-                               exclude=exclude, seed=cfg.seed),
+                               exclude=exclude, seed=cfg.seed,
+                               sampling=cfg.negative_sampling,
+                               low_ratings=ds.known_negatives),
         kg=ds.kg, n_users=ds.n_users, n_items=ds.n_items, n_entities=ds.n_entities,
         n_relations=ds.n_relations, item_entity=ds.item_entity, train=split.train,
     )
