@@ -367,3 +367,28 @@ def test_transe_on_shared_music_kg(tmp_path, data_dir, monkeypatch):
     assert m["test"]["mrr"] > 0.3, m["test"]  # random: ~0.003
     emb = load_embeddings(res.run_dir)
     assert emb["relations"][0] == "music.artist.origin"
+
+
+def test_evaluate_a_kge_run_and_refuse_changed_triples(tmp_path):
+    import json
+    import random
+
+    from typer.testing import CliRunner
+
+    from kgrec.cli import app
+
+    random.seed(0)
+    f = tmp_path / "t.tsv"
+    f.write_text("".join(f"e{random.randint(0, 30)}\tr{random.randint(0, 2)}\t"
+                         f"e{random.randint(0, 30)}\n" for _ in range(300)))
+    out = tmp_path / "run"
+    r = CliRunner().invoke(app, ["kge", "train", "--triples", str(f), "--epochs", "2", "-q",
+                                 "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["evaluate", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.output)["test"]["mrr"]
+    assert got == pytest.approx(json.loads((out / "metrics.json").read_text())["test"]["mrr"])
+    f.write_text(f.read_text() + "e1\tr9\te2\n")
+    r = CliRunner().invoke(app, ["evaluate", str(out)])
+    assert r.exit_code == 2 and "t.tsv" in r.output and "checksum" in r.output

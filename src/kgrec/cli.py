@@ -212,12 +212,34 @@ def evaluate(
     ann: bool = typer.Option(False, "--ann", help="faiss flat / IVF / HNSW against exact "
                                                  "search: overlap@N, recall@N, queries/s"),
 ) -> None:
-    """Re-evaluate a run's best checkpoint on its validation and test splits."""
+    """Re-evaluate a run's best checkpoint on its validation and test splits (a KG-embedding
+    run: filtered link prediction on its triples, which must be the run's)."""
     from kgrec.experiments.run import evaluate_run
 
     _at_least(n, 1, "--n")
     if index not in ("exact", "flat", "ivf", "hnsw"):
         _fail(f"--index: expected exact, flat, ivf or hnsw, got {index!r}")
+    from kgrec.data.dataset import DataError
+    from kgrec.experiments.kge_run import evaluate_kge_run, is_kge_run
+
+    try:
+        kge = is_kge_run(run_dir)
+        if kge:
+            res = evaluate_kge_run(run_dir)
+    except (DataError, FileNotFoundError, KeyError, ValueError) as exc:
+        _fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
+        return
+    if kge:
+        if as_json:
+            typer.echo(json.dumps(res, indent=2))
+            return
+        typer.echo(f"{res['model']} on {res['dataset']} (checkpoint), filtered link prediction")
+        for name in ("valid", "test"):
+            d = res[name]
+            typer.echo(f"  {name:5s}  MRR {d['mrr']:.4f}  MR {d['mr']:.1f}  Hits@1 "
+                       f"{d['hits@1']:.4f}  Hits@3 {d['hits@3']:.4f}  Hits@10 "
+                       f"{d['hits@10']:.4f}  ({d['n']} triples)")
+        return
     try:
         if ann:
             from kgrec.experiments.run import evaluate_run_ann

@@ -43,7 +43,9 @@ __all__ = [
     "KGERunConfig",
     "KGERunResult",
     "TripleData",
+    "evaluate_kge_run",
     "export_embeddings",
+    "is_kge_run",
     "load_embeddings",
     "load_kge_model",
     "load_triples",
@@ -343,3 +345,40 @@ def load_kge_model(run_dir: str | Path) -> KGEModel:
                       config=kge_config(state["model"], state["model_params"]))
     model.load_state_dict(state["state_dict"])
     return model
+
+
+def is_kge_run(run_dir: str | Path) -> bool:
+    """``run_dir`` was written by ``kgrec kge train`` (its config names a KGE model)."""
+    from kgrec.utils.io import read_json
+
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        return False
+    model = (read_json(path).get("run") or {}).get("model")
+    return model in KGE_MODELS and (Path(run_dir) / "embeddings.json").is_file()
+
+
+def evaluate_kge_run(run_dir: str | Path) -> dict[str, Any]:
+    """Filtered link prediction of a KGE run's best checkpoint on its validation and test
+    triples, re-split from the same data with the run's ``split_seed``; the data must have
+    the run's checksum (a changed triples file or KG is named, not silently evaluated)."""
+    from kgrec.utils.io import read_json
+
+    run_dir = Path(run_dir)
+    resolved = read_json(run_dir / "config.json")
+    names = {f.name for f in dataclasses.fields(KGERunConfig)}
+    cfg = KGERunConfig(**{k: v for k, v in resolved["run"].items() if k in names})
+    data = load_triples(cfg)
+    want = resolved.get("data", {}).get("checksum")
+    if want is not None and data.checksum != want:
+        where = cfg.triples_file or f"dataset {cfg.dataset!r}"
+        raise DataError(f"the triples of {where} are not the ones this run trained on "
+                        f"(checksum {data.checksum[:12]} against the run's {want[:12]}); "
+                        "evaluate with the run's data")
+    split = split_triples(data.kg, seed=cfg.split_seed)
+    model = load_kge_model(run_dir)
+    model.eval()
+    with torch.no_grad():
+        return {"valid": link_prediction(model, split.valid, known=data.kg),
+                "test": link_prediction(model, split.test, known=data.kg),
+                "model": cfg.model, "dataset": data.name}
