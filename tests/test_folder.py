@@ -105,3 +105,22 @@ def test_dataset_prints_one_paragraph(tiny_dataset):
     assert "\n" not in text and "users" in text and "triples" in text
     assert len(text) < 600
     assert np.asarray(tiny_dataset.ratings).size > 0
+
+
+def test_dash_d_takes_a_folder_or_a_kgrec_data_subfolder(tmp_path, monkeypatch):
+    from kgrec.experiments.run import dataset_folder
+
+    d = _tables(tmp_path / "data" / "custom", "user,item\n" + "".join(
+        f"u{u},m{(u * 3 + k) % 20}\n" for u in range(20) for k in range(6)))
+    monkeypatch.setenv("KGREC_DATA", str(tmp_path / "data"))
+    assert dataset_folder("custom") == tmp_path / "data" / "custom"
+    assert dataset_folder(str(d)) == d and dataset_folder("music") is None
+    assert dataset_folder("nowhere") is None
+    for name in ("custom", str(d)):
+        out = tmp_path / f"run-{len(name)}"
+        r = CliRunner().invoke(app, ["train", "-d", name, "-m", "pop", "--protocol", "loo",
+                                     "-q", "--out", str(out)])
+        assert r.exit_code == 0, r.output
+        assert json.loads((out / "metrics.json").read_text())["dataset"] == "custom"
+    r = CliRunner().invoke(app, ["train", "-d", "nowhere", "-q"])
+    assert r.exit_code == 2 and "--data PATH" in r.output

@@ -215,8 +215,9 @@ def dataset_info(name: str) -> dict[str, Any]:
 
 def _entry(name: str) -> Entry:
     if name not in CATALOG:
-        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(CATALOG)} "
-                       "(or build your own with kgrec.data.readers)")
+        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(CATALOG)}; or give a "
+                       "folder of your own data: --data PATH, -d PATH, or a folder "
+                       "$KGREC_DATA/<name>/")
     return CATALOG[name]
 
 

@@ -418,6 +418,25 @@ def _topk_users(split: Split, cfg: RunConfig) -> np.ndarray | None:
                                                           replace=False))
 
 
+def dataset_folder(name: str) -> Path | None:
+    """The folder a ``dataset`` that is no catalog name stands for: an existing directory
+    (``-d path/to/data``), else ``$KGREC_DATA/<name>/``; None for catalog names or when
+    neither exists (the catalog then says the name is unknown)."""
+    import os
+
+    from kgrec.data.catalog import CATALOG
+
+    if name in CATALOG or name == "synthetic":
+        return None
+    path = Path(name)
+    if path.is_dir():
+        return path
+    root = os.environ.get("KGREC_DATA")
+    if root and (Path(root) / name).is_dir():
+        return Path(root) / name
+    return None
+
+
 def train(cfg: RunConfig, dataset: Dataset | None = None) -> RunResult:
     """Run one training job and write its run directory (see the README for its files).
 
@@ -433,6 +452,10 @@ def train(cfg: RunConfig, dataset: Dataset | None = None) -> RunResult:
         cfg = dataclasses.replace(cfg, dataset=dataset.name, data=None)
     elif cfg.data and cfg.dataset == RunConfig.dataset:
         cfg = dataclasses.replace(cfg, dataset=Path(cfg.data).resolve().name)
+    elif not cfg.data and cfg.resume is None:
+        folder = dataset_folder(cfg.dataset)
+        if folder is not None:
+            cfg = dataclasses.replace(cfg, dataset=folder.resolve().name, data=str(folder))
     own_group = not dist.is_distributed() and dist.init(device=cfg.device)
     try:
         return _train(cfg, dataset)
