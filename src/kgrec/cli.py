@@ -93,6 +93,8 @@ def _print_metrics(m: dict[str, Any]) -> None:
         ks = [k for k in (10, 20, 50) if f"recall@{k}" in topk]
         typer.echo("  top-K  " + "  ".join(
             f"R@{k} {topk[f'recall@{k}']:.4f} NDCG@{k} {topk[f'ndcg@{k}']:.4f}" for k in ks))
+    if m.get("data_summary"):
+        typer.echo(f"  data   {m['data_summary']}")
     t = m.get("timings")
     if t:
         typer.echo(f"  time   {t['seconds_per_epoch']:.2f} s/epoch, {t['total_seconds']:.1f} s "

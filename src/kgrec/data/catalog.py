@@ -53,7 +53,7 @@ __all__ = [
     "locate",
 ]
 
-CONVERSION_VERSION = 3  # 2: interactions, features, ml-100k(-kg), amazon-*; 3: names
+CONVERSION_VERSION = 4  # 2: events, features, new sets; 3: names; 4: unlinked counts
 _MKR = "https://raw.githubusercontent.com/hwwang55/MKR/master/data"
 _ML1M = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
 _ML100K = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"

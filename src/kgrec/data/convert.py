@@ -227,10 +227,17 @@ def mkr_convert(
         entity_ids=entity_ids,
         relation_ids=relation_ids,
         source_checksums=dict(source_checksums or {}),
-        meta={"conversion": "mkr", "seed": seed},
+        meta={"conversion": "mkr", "seed": seed,
+              "unlinked_items_dropped": _count_unlinked(items_raw, item_raw_ids)},
         interactions=align_interactions(user_ids, item_raw_ids, users_raw, items_raw,
                                         rating=rating, timestamp=timestamp),
     )
+
+
+def _count_unlinked(items_raw: np.ndarray, linked: np.ndarray) -> int:
+    """How many distinct rated items have no KG link (MKR's conversion drops their events)."""
+    seen = pd.Index(pd.unique(np.asarray(items_raw).astype(str)))
+    return int((~seen.isin(np.asarray(linked, dtype=str))).sum())
 
 
 def events_dataset(

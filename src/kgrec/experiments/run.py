@@ -624,6 +624,7 @@ def _train(cfg: RunConfig, dataset: Dataset | None = None) -> RunResult:
         "world_size": dist.world_size(),
         "data_checksum": ds.checksum,
         "source_checksums": ds.source_checksums,
+        "data_summary": ds.summary(),
         "versions": _versions(),
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
     }
