@@ -589,6 +589,11 @@ def arg_benchmark_zero_workers(tmp):
 
 
 @case
+def arg_benchmark_ratios_not_numbers(tmp):
+    return Cli(["benchmark", "--sparse-ratios", "0.1,half"], "--sparse-ratios", "half")
+
+
+@case
 def arg_tsne_one_item(tmp):
     return Cli(["plot", "tsne", tmp / "nowhere", "--items", "1"], "--items")
 

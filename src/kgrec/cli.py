@@ -574,6 +574,15 @@ def _ints(text: str, flag: str) -> tuple[int, ...]:
         raise ValueError(f"{flag}: expected comma-separated integers, got {text!r}") from None
 
 
+def _cli_floats(text: str, flag: str) -> list[float]:
+    """:func:`_floats`, exiting 2 with the option named."""
+    try:
+        return _floats(text, flag)
+    except ValueError as exc:
+        _fail(str(exc))
+        return []
+
+
 def _floats(text: str, flag: str) -> list[float]:
     """Comma-separated numbers of option ``flag``; the error names the option."""
     try:
@@ -639,9 +648,9 @@ def benchmark(
     if kg_seeds is not None:
         kw["kg_seeds"] = kg_seeds
     if sparse_ratios:
-        kw["sparse_ratios"] = [float(x) for x in _csv(sparse_ratios)]
+        kw["sparse_ratios"] = _cli_floats(sparse_ratios, "--sparse-ratios")
     if kg_ratios:
-        kw["kg_ratios"] = [float(x) for x in _csv(kg_ratios)]
+        kw["kg_ratios"] = _cli_floats(kg_ratios, "--kg-ratios")
     try:
         cfg = BenchmarkConfig(
             datasets=_csv(datasets),
