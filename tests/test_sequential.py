@@ -245,3 +245,16 @@ def test_cli_diversity_and_tsne_on_a_user_split_run(tmp_path, monkeypatch, tiny_
     r = runner.invoke(app, ["plot", "tsne", str(run), "-u", str(user), "--items", "40"])
     assert r.exit_code == 0, r.output
     assert (run / "tsne.png").stat().st_size > 1000
+
+
+def test_sasrec_last_position_encoding_equals_the_full_one():
+    from kgrec.models.sequential.sasrec import SASRec, SASRecConfig
+
+    torch.manual_seed(0)
+    m = SASRec(n_users=5, n_items=30, config=SASRecConfig(dim=16, max_len=10, heads=2,
+                                                          blocks=3)).eval()
+    h = torch.randint(0, 30, (7, 10))
+    h[:, :4] = -1  # left padding, and one empty history
+    h[2] = -1
+    with torch.no_grad():
+        torch.testing.assert_close(m.encode(h), m.encode_positions(h)[:, -1])

@@ -45,9 +45,16 @@ class _Block(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d, d),
                                  nn.Dropout(dropout))
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor, keep: torch.Tensor):
-        q = self.norm_attn(x)
-        a, _ = self.attn(q, x, x, attn_mask=attn_mask, need_weights=False)
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor, keep: torch.Tensor, *,
+                last_only: bool = False):
+        """All positions, or (``last_only``) the last position's output ``(b, 1, d)``."""
+        if last_only:
+            q = self.norm_attn(x[:, -1:])
+            a, _ = self.attn(q, x, x, attn_mask=attn_mask[:, -1:], need_weights=False)
+            keep = keep[:, -1:]
+        else:
+            q = self.norm_attn(x)
+            a, _ = self.attn(q, x, x, attn_mask=attn_mask, need_weights=False)
         x = q + a
         x = self.norm_ffn(x)
         x = x + self.ffn(x)
@@ -68,7 +75,9 @@ class SASRec(SequentialRecommender):
                                     for _ in range(int(config.blocks)))
         self.norm_out = nn.LayerNorm(d, eps=1e-8)
 
-    def encode_positions(self, history: torch.Tensor) -> torch.Tensor:
+    def _inputs(self, history: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(x, attn_mask, keep)``: the embedded positions and the masks of the blocks."""
         e, m = self.embed(history)
         _, L, d = e.shape
         x = e * math.sqrt(d) + self.pos_emb.weight[-L:].unsqueeze(0)
@@ -80,12 +89,23 @@ class SASRec(SequentialRecommender):
         blocked = causal.unsqueeze(0) | ~m.unsqueeze(1)
         blocked = blocked & ~torch.eye(L, dtype=torch.bool, device=e.device).unsqueeze(0)
         attn_mask = blocked.repeat_interleave(int(self.config.heads), dim=0)
+        return x, attn_mask, keep
+
+    def encode_positions(self, history: torch.Tensor) -> torch.Tensor:
+        x, attn_mask, keep = self._inputs(history)
         for block in self.blocks:
             x = block(x, attn_mask, keep)
         return self.norm_out(x)
 
     def encode(self, history: torch.Tensor) -> torch.Tensor:
-        return self.encode_positions(history)[:, -1]
+        """The state after the last item: ``encode_positions(history)[:, -1]``, with the last
+        block computed for that position alone (its query; keys and values are all
+        positions), which saves a third of the work of full-ranking evaluation."""
+        x, attn_mask, keep = self._inputs(history)
+        for block in self.blocks[:-1]:
+            x = block(x, attn_mask, keep)
+        last = self.blocks[-1]
+        return self.norm_out(last(x, attn_mask, keep, last_only=True))[:, 0]
 
 
 def build(ds, cfg: SASRecConfig) -> SASRec:
