@@ -214,8 +214,9 @@ def evaluate(
     ann: bool = typer.Option(False, "--ann", help="faiss flat / IVF / HNSW against exact "
                                                  "search: overlap@N, recall@N, queries/s"),
 ) -> None:
-    """Re-evaluate a run's best checkpoint on its validation and test splits (a KG-embedding
-    run: filtered link prediction on its triples, which must be the run's)."""
+    """Re-evaluate a run's best checkpoint on its validation and test splits.
+
+    A KG-embedding run: filtered link prediction on its triples, which must be the run's."""
     from kgrec.experiments.run import evaluate_run
 
     _at_least(n, 1, "--n")
@@ -284,8 +285,9 @@ def recommend(
     include_seen: bool = typer.Option(False, help="also recommend items the user has seen"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
-    """Top-K items for users of a trained run, for a new user's history (--history) or like
-    an item (--similar): raw ids in, raw ids and titles out; no data needed."""
+    """Top-K items for users, a new user's history, or like an item.
+
+    Raw ids in, raw ids and titles out; no data needed (--user, --history or --similar)."""
     import kgrec
 
     _at_least(k, 1, "-k")
@@ -327,8 +329,10 @@ def export(
     index: str = typer.Option("flat", help="faiss index: flat (exact), ivf or hnsw"),
     k: int = typer.Option(50, "-k", help="K of the ANN recall@K check against exact search"),
 ) -> None:
-    """Item and user vectors with their raw ids (and titles) as .npy + .tsv, and a faiss index
-    of the items, with its ANN recall@K against exact search."""
+    """Export item and user vectors with raw ids, and a faiss index.
+
+    Vectors as .npy with .tsv labels (index, raw id, title), the items' faiss index, and the
+    index's ANN recall@K against exact search."""
     _at_least(k, 1, "-k")
     from kgrec.retrieval.export import export_run
 
@@ -352,8 +356,10 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="address to listen on"),
     port: int = typer.Option(8000, help="TCP port"),
 ) -> None:
-    """Serve a run over HTTP (FastAPI + uvicorn): GET /health, GET /recommend?user=U&k=10,
-    POST /recommend {"history": [...], "k": 10}, GET /similar?item=I&k=10; docs at /docs."""
+    """Serve a run over HTTP (FastAPI + uvicorn).
+
+    GET /health, GET /recommend?user=U&k=10, POST /recommend {"history": [...], "k": 10},
+    GET /similar?item=I&k=10; OpenAPI docs at /docs."""
     if not 0 < port < 65536:
         _fail(f"--port: expected 1-65535, got {port}")
     try:
@@ -380,8 +386,10 @@ def analyze(
     min_user: int = typer.Option(30, help="user filter: at least this many interactions"),
     max_user: int = typer.Option(1000, help="user filter: at most this many (0: no bound)"),
 ) -> None:
-    """Analyse a dataset: counts per user and item (log-log), user filter, long tail, ratings
-    and Q-Q plots with Levene's test, most-rated items, activity over time, KG coverage."""
+    """Analyse a dataset into a report with plots.
+
+    Counts per user and item (log-log), the user filter, long tail, ratings and Q-Q plots
+    with Levene's test, most-rated items, activity over time, KG coverage."""
     if (dataset is None) == (data is None):
         _fail("give one of -d NAME or --data PATH")
     _at_least(min_user, 0, "--min-user")
@@ -445,8 +453,10 @@ def datasets(
 
 @app.command()
 def models() -> None:
-    """List every model, by family (recommenders train with `kgrec train -m NAME`, KG
-    embeddings with `kgrec kge train -m NAME`)."""
+    """List every model, by family.
+
+    Recommenders train with `kgrec train -m NAME`, KG embeddings with `kgrec kge train -m
+    NAME`."""
     from kgrec.models import ALIASES, REGISTRY
 
     families = {"kg": "knowledge-graph recommenders", "cf": "interaction-only baselines",
@@ -632,8 +642,10 @@ def benchmark(
     kg_ratios: str | None = typer.Option(None, help="KG size ratios, e.g. 0.1,0.5"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
-    """Reproduce the MKR paper's comparison: CTR table with t-tests, top-K curves, sparse
-    training, KG ablations and MKR's sensitivity; writes markdown + PNG into --out-dir."""
+    """Reproduce the MKR paper's comparison.
+
+    CTR table with t-tests, top-K curves, sparse training, KG ablations and MKR's
+    sensitivity; writes markdown + PNG into --out-dir."""
     from kgrec.data.dataset import DataError
     from kgrec.experiments.benchmark import DEFAULT_MODELS, BenchmarkConfig, run_benchmark
 
