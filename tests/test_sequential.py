@@ -258,3 +258,36 @@ def test_sasrec_last_position_encoding_equals_the_full_one():
     h[2] = -1
     with torch.no_grad():
         torch.testing.assert_close(m.encode(h), m.encode_positions(h)[:, -1])
+
+
+def test_mind_dynamic_number_of_interests():
+    from kgrec.models.sequential.base import dynamic_routing, label_aware_attention
+    from kgrec.models.sequential.mind import MIND, MINDConfig
+
+    torch.manual_seed(0)
+    hat = torch.randn(2, 4, 6, 8)
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    logits = torch.randn(2, 4, 6)
+    active = torch.tensor([[True, True, False, False], [True, True, True, True]])
+    got = dynamic_routing(hat, mask, logits, 3, active)
+    # routing among the active capsules only is routing with only those capsules
+    torch.testing.assert_close(got[0, :2], dynamic_routing(hat[:1, :2], mask[:1],
+                                                           logits[:1, :2], 3)[0])
+    assert torch.all(got[0, 2:] == 0)
+    torch.testing.assert_close(got[1], dynamic_routing(hat[1:], mask[1:], logits[1:], 3)[0])
+    target = torch.randn(2, 8)
+    torch.testing.assert_close(label_aware_attention(got, target, 2.0, active)[0],
+                               label_aware_attention(got[:1, :2], target[:1], 2.0)[0])
+
+    m = MIND(n_users=3, n_items=50, config=MINDConfig(dim=8, max_len=20, n_interests=4,
+                                                      dynamic_interests=True)).eval()
+    h = torch.full((3, 20), -1)
+    h[0, -3:] = torch.tensor([1, 2, 3])        # 3 items: log2 3 -> 1 interest
+    h[1, -5:] = torch.arange(5)                 # 5 items: 2 interests
+    h[2, -16:] = torch.arange(16)               # 16 items: 4 interests
+    with torch.no_grad():
+        v = m.encode(h)
+    assert torch.allclose(v[0], v[0, :1].expand(4, -1))
+    assert torch.allclose(v[1, 2:], v[1, :1].expand(2, -1)) and not torch.allclose(v[1, 1], v[1, 0])
+    assert len({tuple(x.round(decimals=5).tolist()) for x in v[2]}) == 4
+    assert m.active_interests(h >= 0).sum(1).tolist() == [1, 2, 4]

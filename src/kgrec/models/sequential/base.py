@@ -277,20 +277,23 @@ def hard_readout(interests: torch.Tensor, target_emb: torch.Tensor) -> torch.Ten
 
 
 def label_aware_attention(interests: torch.Tensor, target_emb: torch.Tensor,
-                          p: float) -> torch.Tensor:
+                          p: float, active: torch.Tensor | None = None) -> torch.Tensor:
     """MIND's label-aware attention: ``sum_k softmax_k(pow(v_k . e, p)) v_k`` (Li et al.,
     CIKM'19, eq. 8); the power keeps the sign (``sign(x) |x|^p``) so an even ``p`` never
-    favours an interest that points away from the target. ``p = inf`` is the hard readout."""
+    favours an interest that points away from the target. ``p = inf`` is the hard readout.
+    ``active`` ``(b, K)``: attend over these interests only."""
     if p == float("inf"):
         return hard_readout(interests, target_emb)
     att = (interests * target_emb.unsqueeze(1)).sum(-1)
     att = torch.sign(att) * att.abs().pow(p)
+    if active is not None:
+        att = att.masked_fill(~active, float("-inf"))
     w = torch.softmax(att, dim=1)
     return (w.unsqueeze(-1) * interests).sum(1)
 
 
 def dynamic_routing(hat: torch.Tensor, mask: torch.Tensor, logits: torch.Tensor,
-                    iterations: int = 3) -> torch.Tensor:
+                    iterations: int = 3, active: torch.Tensor | None = None) -> torch.Tensor:
     """Behaviour-to-interest dynamic routing (MIND, Li et al. CIKM'19, Algorithm 1; ComiRec-DR,
     Cen et al. KDD'20, eq. 3-5).
 
@@ -300,6 +303,8 @@ def dynamic_routing(hat: torch.Tensor, mask: torch.Tensor, logits: torch.Tensor,
         mask: ``(b, L)`` real behaviours (padding never routes).
         logits: ``(b, K, L)`` initial routing logits (MIND: random; ComiRec-DR: zeros).
         iterations: routing iterations (3 in both papers).
+        active: ``(b, K)`` bool, the interests a user has (MIND's dynamic number); behaviours
+            route among the active ones only, inactive capsules stay zero. None: all.
 
     Returns:
         ``(b, K, d)`` squashed interest capsules. The logits are updated with a detached
@@ -307,6 +312,9 @@ def dynamic_routing(hat: torch.Tensor, mask: torch.Tensor, logits: torch.Tensor,
         through the final routing only.
     """
     w_mask = mask.unsqueeze(1).to(hat.dtype)  # (b, 1, L)
+    if active is not None:
+        w_mask = w_mask * active.unsqueeze(-1).to(hat.dtype)
+        logits = logits.masked_fill(~active.unsqueeze(-1), float("-inf"))
     interests = hat.new_zeros(hat.shape[0], hat.shape[1], hat.shape[3])
     for it in range(iterations):
         last = it == iterations - 1

@@ -7,8 +7,11 @@ item is its best interest's).
 
 The routing logits' random initialisation is drawn once (a buffer of ``K x max_len`` normal
 values, seeded by the run) rather than at every call, so a user's interests are a function of
-the history; the number of interests is fixed to ``n_interests`` (the paper's dynamic
-``K'_u = max(1, min(K, log2 |I_u|))`` is not used)."""
+the history. The number of interests is ``n_interests``, or with ``dynamic_interests`` the
+paper's ``K'_u = max(1, min(K, floor(log2 |I_u|)))`` for a history of ``|I_u|`` items:
+behaviours then route among ``K'_u`` capsules, label-aware attention reads those, and the
+inactive slots repeat the first interest so that every consumer of ``(b, K, d)`` interests
+(best-interest scoring, ANN merge, diversity) sees only the user's own."""
 
 from __future__ import annotations
 
@@ -30,13 +33,14 @@ __all__ = ["MIND", "MINDConfig", "build"]
 @dataclass
 class MINDConfig(SequentialConfig):
     """``n_interests``: K; ``routing_iters``: routing iterations; ``pow_p``: the power of the
-    label-aware attention (``inf``: the hard readout); ``max_len`` 20 as ComiRec's Amazon
-    setting."""
+    label-aware attention (``inf``: the hard readout); ``dynamic_interests``: the paper's
+    per-user number of interests (module doc); ``max_len`` 20 as ComiRec's Amazon setting."""
 
     max_len: int = 20
     n_interests: int = 4
     routing_iters: int = 3
     pow_p: float = 2.0
+    dynamic_interests: bool = False
 
 
 class MIND(SequentialRecommender):
@@ -51,17 +55,35 @@ class MIND(SequentialRecommender):
         self.register_buffer("routing_init", torch.randn(K, int(config.max_len)))
         self.interest_layer = nn.Sequential(nn.Linear(d, d), nn.ReLU())
 
-    def encode(self, history: torch.Tensor) -> torch.Tensor:
+    def active_interests(self, mask: torch.Tensor) -> torch.Tensor | None:
+        """``(b, K)`` bool: ``k < K'_u`` (module doc), or None without dynamic interests."""
+        if not self.config.dynamic_interests:
+            return None
+        K = int(self.config.n_interests)
+        n = mask.sum(1).clamp(min=1).to(torch.float32)
+        k_u = torch.floor(torch.log2(n)).clamp(1, K).to(torch.long)
+        return torch.arange(K, device=mask.device).unsqueeze(0) < k_u.unsqueeze(1)
+
+    def _interests(self, history: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
         e, m = self.embed(history)
         K = int(self.config.n_interests)
         hat = self.bilinear(e).unsqueeze(1).expand(-1, K, -1, -1)  # (b, K, L, d)
         logits = self.routing_init[:, -e.shape[1]:].unsqueeze(0).expand(e.shape[0], -1, -1)
-        caps = dynamic_routing(hat, m, logits, int(self.config.routing_iters))
-        return self.interest_layer(caps)
+        active = self.active_interests(m)
+        caps = self.interest_layer(dynamic_routing(hat, m, logits,
+                                                   int(self.config.routing_iters), active))
+        if active is not None:  # inactive slots repeat the first interest
+            caps = torch.where(active.unsqueeze(-1), caps, caps[:, :1])
+        return caps, active
+
+    def encode(self, history: torch.Tensor) -> torch.Tensor:
+        return self._interests(history)[0]
 
     def train_vectors(self, history: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return label_aware_attention(self.encode(history), self.item_emb(target + 1),
-                                     float(self.config.pow_p))
+        caps, active = self._interests(history)
+        return label_aware_attention(caps, self.item_emb(target + 1), float(self.config.pow_p),
+                                     active)
 
 
 def build(ds, cfg: MINDConfig) -> MIND:
