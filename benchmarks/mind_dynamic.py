@@ -48,6 +48,14 @@ def main() -> None:
             m["model_params"] = json.loads((out / "config.json").read_text())["model_params"]
             runs.append(m)
         rows[label] = runs
+    from kgrec.eval.stats import paired_ttest
+
+    fixed, dyn = rows["fixed K = 4"], rows["dynamic K'_u"]
+    p = "-"
+    if len(fixed) >= 2:  # same seeds, in order
+        _, pv = paired_ttest([r["test"]["recall@50"] for r in dyn],
+                             [r["test"]["recall@50"] for r in fixed])
+        p = f"{pv:.3f}"
     lines = ["# MIND: fixed against dynamic number of interests (Amazon Beauty, user-split)", "",
              "Command: `KGREC_DATA=../shared/datasets python benchmarks/mind_dynamic.py "
              f"--seeds {a.seeds}`; test metrics at the best validation recall@50.", "",
@@ -61,6 +69,7 @@ def main() -> None:
                      f"{fmt_mean_std([x['ndcg@50'] for x in t])} | "
                      f"{np.mean([r['timings']['seconds_per_epoch'] for r in runs]):.1f} | "
                      f"{', '.join(str(len(r['history'])) for r in runs)} |")
+    lines += ["", f"Paired t-test of recall@50, dynamic against fixed, same seeds: p = {p}."]
     results = HERE / "results"
     (results / "mind_dynamic.md").write_text("\n".join(lines) + "\n")
     slim = {k: [{f: r.get(f) for f in ("seed", "test", "valid", "best_epoch", "timings",
