@@ -109,10 +109,21 @@ def _run(job: tuple[str, str, str, int], runs: Path, quick: bool, patience: int,
         m["diversity"] = json.loads(div.read_text())
     m["job"] = list(job)
     m["model_params"] = json.loads((out / "config.json").read_text())["model_params"]
+    stamp = out / "commit.txt"  # the commit the run was trained at
+    if not stamp.is_file():
+        stamp.write_text(_commit() + "\n")
+    m["commit"] = stamp.read_text().strip()
     print(f"{ds:14s} {protocol:10s} {model:11s} seed {seed}: "
           f"hr@20 {m['test']['hr@20']:.4f} recall@50 {m['test']['recall@50']:.4f} "
           f"{m['timings']['seconds_per_epoch']:.1f} s/epoch", flush=True)
     return m
+
+
+def _commit() -> str:
+    import subprocess
+
+    return subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
 
 
 def report(runs: list[dict], meta: dict, name: str) -> str:
@@ -198,6 +209,9 @@ def report(runs: list[dict], meta: dict, name: str) -> str:
         lines += ["## Peers on the same splits and machine", "",
                   "From [`peers_sequential.md`](peers_sequential.md) "
                   "(`benchmarks/peers_sequential.py`).", ""]
+    notes = RESULTS / f"{name}.notes.md"
+    if notes.is_file():
+        lines += ["## Notes (hand-written)", "", notes.read_text().strip(), ""]
     return "\n".join(lines)
 
 
