@@ -281,15 +281,11 @@ def filter_users(ds: Dataset, lo: int | None, hi: int | None) -> Dataset:
     """``ds`` with only the users whose number of observed events (positives where the data
     keeps no events) lies in ``[lo, hi]``; the counts are recorded in ``meta``."""
     from kgrec.data.dataset import DataError
+    from kgrec.experiments.analyze import user_filter
 
     ev = ds.interactions
     users = ev.user if ev is not None and len(ev) else ds.ratings[ds.ratings[:, 2] == 1, 0]
-    counts = np.bincount(users, minlength=ds.n_users)
-    keep = counts > 0
-    if lo is not None:
-        keep &= counts >= lo
-    if hi is not None:
-        keep &= counts <= hi
+    keep = user_filter(np.bincount(users, minlength=ds.n_users), lo, hi)
     if keep.sum() < 2:
         raise DataError(f"dataset {ds.name!r}: the user filter {lo}-{hi} keeps "
                         f"{int(keep.sum())} of {ds.n_users} users")
