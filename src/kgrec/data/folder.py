@@ -161,10 +161,9 @@ def _read_tables(d: Path, roles: dict, name: str, seed: int) -> Dataset:
     label = _column(inter, ip, ("label", "click", "clicked"), "label", required=False)
     rating = _column(inter, ip, ("rating", "score", "stars"), "rating", required=False)
     ts = _column(inter, ip, ("timestamp", "time", "ts", "datetime"), "time", required=False)
-    if ts is not None:
-        inter[ts] = pd.to_numeric(inter[ts], errors="coerce") \
-            if pd.to_numeric(inter[ts], errors="coerce").notna().all() \
-            else pd.to_datetime(inter[ts], errors="coerce")
+    if ts is not None:  # numbers where every value is one, else datetimes
+        num = pd.to_numeric(inter[ts], errors="coerce")
+        inter[ts] = num if num.notna().all() else pd.to_datetime(inter[ts], errors="coerce")
     if roles["kg"] is not None:
         kgp = roles["kg"]
         kg = _read_frame(kgp)

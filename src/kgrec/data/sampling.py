@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["PairSet", "bernoulli_head_prob", "corrupt_triples", "sample_negatives", "unique_sorted"]
+__all__ = ["PairSet", "bernoulli_head_prob", "corrupt_triples", "group_ranks", "sample_negatives",
+           "unique_sorted"]
 
 
 def unique_sorted(keys: np.ndarray) -> np.ndarray:
@@ -60,14 +61,20 @@ class PairSet:
         return out
 
 
+def group_ranks(groups: np.ndarray) -> np.ndarray:
+    """Position of each entry within its group (input sorted by group): 0, 1, ... per group."""
+    if len(groups) == 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.r_[0, np.flatnonzero(np.diff(groups)) + 1]
+    lengths = np.diff(np.r_[starts, len(groups)])
+    return np.arange(len(groups)) - np.repeat(starts, lengths)
+
+
 def _first_k_per_group(groups: np.ndarray, k_per_group: np.ndarray) -> np.ndarray:
     """Mask keeping the first ``k_per_group[g]`` entries of each group (input sorted by group)."""
     if len(groups) == 0:
         return np.zeros(0, dtype=bool)
-    starts = np.r_[0, np.flatnonzero(np.diff(groups)) + 1]
-    lengths = np.diff(np.r_[starts, len(groups)])
-    rank = np.arange(len(groups)) - np.repeat(starts, lengths)
-    return rank < k_per_group[groups]
+    return group_ranks(groups) < k_per_group[groups]
 
 
 def sample_negatives(
@@ -289,9 +296,7 @@ def training_rows(
             # a random order of the known low ratings, then each user's first `count` of them
             order = np.lexsort((rng.random(len(low)), low[:, 0]))
             lu, li = low[order, 0], low[order, 1]
-            start = np.r_[0, np.flatnonzero(lu[1:] != lu[:-1]) + 1]
-            rank = np.arange(len(lu)) - np.repeat(start, np.diff(np.r_[start, len(lu)]))
-            take = rank < counts[np.searchsorted(users, lu)]
+            take = _first_k_per_group(np.searchsorted(users, lu), counts)
             lu, li = lu[take], li[take]
             parts.append(np.c_[lu, li, np.zeros(len(lu), np.int64)])
             need = counts - np.bincount(np.searchsorted(users, lu), minlength=len(users))

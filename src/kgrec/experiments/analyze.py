@@ -104,9 +104,10 @@ def _top_per_user(u: np.ndarray, i: np.ndarray, r: np.ndarray | None, t: np.ndar
         keys.append(-r)
     keys.append(u)
     order = np.lexsort(keys)
+    from kgrec.data.sampling import group_ranks
+
     uo = u[order]
-    start = np.r_[0, np.flatnonzero(uo[1:] != uo[:-1]) + 1]
-    rank = np.arange(len(uo)) - np.repeat(start, np.diff(np.r_[start, len(uo)]))
+    rank = group_ranks(uo)
     keep = rank < n
     return uo[keep], rank[keep], i[order][keep]
 
