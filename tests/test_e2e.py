@@ -20,7 +20,7 @@ def test_mkr_on_synthetic_default(tmp_path):
     assert m["dataset"] == "synthetic" and m["model"] == "mkr"
     assert m["test"]["auc"] > 0.68, m["test"]  # random is 0.5; 10 epochs reach ~0.72
     assert 0 <= m["best_epoch"] < 4 and len(m["history"]) == 4
-    for f in ("config.json", "metrics.json", "checkpoint.pt", "learning_curve.png"):
+    for f in ("config.json", "metrics.json", "checkpoint.pt", "learning_curve.svg"):
         assert (res.run_dir / f).is_file()
     again = evaluate_run(res.run_dir, topk=False)
     assert again["test"]["auc"] == pytest.approx(m["test"]["auc"], abs=1e-9)

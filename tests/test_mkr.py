@@ -5,6 +5,7 @@ import torch.nn.functional as F
 
 from kgrec.models import build_model, model_config
 from kgrec.models.base import TrainData
+from kgrec.models.kg import mkr_cpu
 from kgrec.models.kg.mkr import MKR, MKRConfig
 
 
@@ -94,26 +95,66 @@ def test_build_from_dataset(tiny_dataset):
     assert m.score_all(torch.tensor([0])).shape == (1, tiny_dataset.n_items)
 
 
-@pytest.mark.parametrize("L", [1, 2])
-def test_analytic_rec_step_matches_autograd(L):
-    torch.manual_seed(L)
+def _perturbed(L, H=1, seed=0):
+    torch.manual_seed(seed + L + 10 * H)
     model = MKR(n_users=7, n_items=9, n_entities=15, n_relations=3,
-                config=MKRConfig(dim=5, L=L, l2_weight=0.01))
+                config=MKRConfig(dim=5, L=L, H=H, l2_weight=0.01))
     with torch.no_grad():
         for p in model.parameters():  # non-zero biases, larger weights: every path matters
             p.add_(torch.randn_like(p) * 0.3)
+    return model
+
+
+def _grads_of(model, fn, batch):
+    model.zero_grad(set_to_none=True)
+    out = fn(batch)
+    if out.requires_grad:
+        out.backward()
+    return out.item(), {n: p.grad.clone() for n, p in model.named_parameters()
+                        if p.grad is not None}
+
+
+def _assert_same(got, ref):
+    (l1, g1), (l2, g2) = got, ref
+    assert l1 == pytest.approx(l2, rel=1e-6)
+    assert set(g1) == set(g2)
+    for n in g2:
+        torch.testing.assert_close(g1[n], g2[n], rtol=1e-5, atol=1e-7, msg=n)
+
+
+@pytest.mark.parametrize("L", [1, 2])
+def test_analytic_rec_step_matches_autograd(L):
+    """The CPU kernel's loss and gradients equal autograd's (repeated user and item rows)."""
+    model = _perturbed(L)
     batch = torch.tensor([[0, 1, 1], [3, 8, 0], [3, 1, 0], [6, 4, 1], [0, 1, 1]])
-    model.zero_grad(set_to_none=True)
-    loss = model.rec_loss(batch)
-    loss.backward()
-    ref = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    model.zero_grad(set_to_none=True)
-    loss2 = model.rec_step(batch)
-    got = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
-    assert loss2.item() == pytest.approx(loss.item(), rel=1e-6)
-    assert set(got) == set(ref)
-    for n in ref:
-        torch.testing.assert_close(got[n], ref[n], rtol=1e-5, atol=1e-7, msg=n)
+    assert mkr_cpu.supported(model)
+    _assert_same(_grads_of(model, model.rec_step, batch),
+                 _grads_of(model, model.rec_loss, batch))
+
+
+@pytest.mark.parametrize(("L", "H"), [(1, 1), (2, 1), (1, 2), (2, 3)])
+def test_analytic_kge_step_matches_autograd(L, H):
+    """Same for the KGE task: heads are items' entities (items 0-8 link entities 0-8), one
+    head and one relation repeated, a tail that is also a head."""
+    model = _perturbed(L, H)
+    batch = torch.tensor([[0, 1, 9], [4, 0, 14], [0, 2, 3], [8, 1, 9], [3, 1, 0]])
+    _assert_same(_grads_of(model, model.kge_step, batch),
+                 _grads_of(model, model.kge_loss, batch))
+
+
+def test_cpu_kernels_follow_replaced_parameters():
+    """The NumPy views are rebuilt when a parameter is replaced, and a float64 model falls
+    back to autograd."""
+    model = _perturbed(1)
+    batch = torch.tensor([[0, 1, 1], [3, 8, 0]])
+    model.rec_step(batch)
+    model.table = torch.nn.Parameter(model.table.detach() * 2)
+    _assert_same(_grads_of(model, model.rec_step, batch),
+                 _grads_of(model, model.rec_loss, batch))
+    model.double()
+    assert not mkr_cpu.supported(model)
+    _, grads = _grads_of(model, model.rec_step, batch)
+    assert grads["table"].dtype == torch.float64
 
 
 @pytest.mark.parametrize("scorer", ["transe", "transh", "transr"])

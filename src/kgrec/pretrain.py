@@ -19,10 +19,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from kgrec.data.dataset import DataError
+from kgrec.utils.lazy import pd
 
 __all__ = [
     "aligned_entity_vectors",

@@ -30,11 +30,11 @@ Where a user has fewer never-touched items than positives, MKR crashes; kgrec dr
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from kgrec.data.dataset import DataError, Dataset, Interactions
 from kgrec.data.features import FeatureTable
 from kgrec.data.sampling import PairSet, sample_negatives, unique_sorted
+from kgrec.utils.lazy import pd
 
 __all__ = ["align_interactions", "events_dataset", "mkr_convert", "mkr_convert_kg",
            "mkr_convert_ratings", "natural_vocab"]

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+from kgrec.utils.lazy import pd
 
 if TYPE_CHECKING:
     from kgrec.data.dataset import Dataset

@@ -56,7 +56,7 @@ class RunConfig:
         threads: torch intra-op threads (None: 1; more gain little on these models, and
             spin-waiting OpenMP threads slow a busy machine down tenfold).
         progress: show progress bars.
-        plot: write ``learning_curve.png``.
+        plot: write ``learning_curve.svg`` (``kgrec plot curve`` draws it as a PNG).
         protocol: ``ctr`` (MKR's 6:2:2 over labelled rows with sampled negatives, CTR metrics
             plus top-K) or a ranking protocol over the observed events: ``loo`` (last item
             test, second-last validation, full ranking), ``user-split`` (ComiRec's held-out
@@ -471,7 +471,7 @@ def _config_of(run: dict[str, Any]) -> RunConfig:
 
 #: the files a run writes into its directory (removed by ``force`` before a new run)
 RUN_FILES = ("metrics.json", "checkpoint.pt", "config.json", "artifact.npz", "split.npz",
-             "learning_curve.png")
+             "learning_curve.svg", "learning_curve.png")
 
 
 def claim_run_dir(run_dir: Path, *, resume: bool = False, force: bool = False,
@@ -628,9 +628,9 @@ def _train(cfg: RunConfig, dataset: Dataset | None = None) -> RunResult:
         _write_json(metrics, run_dir / "metrics.json")
         if cfg.plot:
             try:
-                from kgrec.viz.plots import learning_curve
+                from kgrec.viz.svg import learning_curve_svg
 
-                learning_curve(metrics, run_dir / "learning_curve.png")
+                learning_curve_svg(metrics, run_dir / "learning_curve.svg")
             except Exception as exc:  # a plot must never lose a finished run
                 print(f"warning: learning curve not written: {exc}")
     dist.barrier()

@@ -69,6 +69,9 @@ class TrainConfig:
         clip_norm: clip each task's gradient to this global L2 norm (None: no clipping).
         checkpoint_every: write the (resumable) checkpoint every this many epochs, and at
             every new best epoch, and at the end.
+        checkpoint_seconds: between the first epoch and the end, write it at most once per
+            this many seconds (an interrupted run redoes at most that much training; a short
+            run such as MKR on Last.FM writes it twice instead of every epoch).
         optimizer: ``adam``, ``adagrad`` or ``sgd`` for every task (None: each task's own
             choice, :attr:`~kgrec.models.base.Task.optimizer`).
     """
@@ -88,6 +91,7 @@ class TrainConfig:
     lr_min_ratio: float = 0.0
     clip_norm: float | None = None
     checkpoint_every: int = 1
+    checkpoint_seconds: float = 10.0
     optimizer: str | None = None
 
     def __post_init__(self) -> None:
@@ -101,6 +105,8 @@ class TrainConfig:
             raise ValueError("clip_norm must be positive (or None)")
         if self.checkpoint_every < 1:
             raise ValueError("checkpoint_every must be >= 1")
+        if not self.checkpoint_seconds >= 0:
+            raise ValueError("checkpoint_seconds must be >= 0")
 
 
 @dataclass
@@ -263,6 +269,7 @@ class Trainer:
         best_epoch, best_score, best_valid = -1, -math.inf, {}
         best_state: dict[str, torch.Tensor] | None = None
         eval_seconds, start, stopped = 0.0, 0, False
+        last_save: float | None = None  # the first due checkpoint is written at once
         if resume is not None:
             st = self._load(resume, model, tasks, optims, gen)
             start, stopped = st["epoch"] + 1, st["stopped"]
@@ -308,12 +315,15 @@ class Trainer:
                 best_epoch, best_score, best_valid = epoch, sign * score, valid_metrics
                 best_state = copy.deepcopy(model.state_dict())
             stopped = cfg.patience is not None and epoch - best_epoch >= cfg.patience
-            if self.checkpoint is not None and (
-                    improved or stopped or (epoch + 1) % cfg.checkpoint_every == 0
-                    or epoch == cfg.epochs - 1):
+            last = stopped or epoch == cfg.epochs - 1
+            due = improved or (epoch + 1) % cfg.checkpoint_every == 0
+            if due and last_save is not None:  # throttled between the first and the last
+                due = time.perf_counter() - last_save >= cfg.checkpoint_seconds
+            if self.checkpoint is not None and (last or due):
                 self._save(model, tasks, optims, gen, epoch=epoch, history=history,
                            best=(best_epoch, best_score, best_valid, best_state),
                            stopped=stopped)
+                last_save = time.perf_counter()
             if bar is not None:
                 bar.set_postfix(
                     {**{f"loss_{k}": f"{v:.4f}" for k, v in losses.items()},

@@ -18,12 +18,12 @@ from itertools import chain
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from kgrec.data.convert import events_dataset, natural_vocab
 from kgrec.data.dataset import DataError, Dataset
 from kgrec.data.features import FeatureTable
 from kgrec.data.readers.table import file_sha256, read_text
+from kgrec.utils.lazy import pd
 
 __all__ = ["read_amazon", "read_item_attributes", "read_sequences"]
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import pandas as pd
 
 from kgrec.data.convert import align_interactions, mkr_convert_ratings, natural_vocab
 from kgrec.data.dataset import DataError, Dataset, Interactions
+from kgrec.utils.lazy import pd
 
 __all__ = ["from_dataframes"]
 

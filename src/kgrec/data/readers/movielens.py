@@ -17,12 +17,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from kgrec.data.convert import events_dataset, natural_vocab
 from kgrec.data.dataset import DataError, Dataset
 from kgrec.data.features import FeatureTable
 from kgrec.data.readers.table import file_sha256, read_table
+from kgrec.utils.lazy import pd
 
 __all__ = [
     "ML100K_GENRES",

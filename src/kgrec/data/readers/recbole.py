@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from kgrec.data.dataset import DataError, Dataset
 from kgrec.data.features import FeatureTable
 from kgrec.data.readers.frames import _build
 from kgrec.data.readers.table import _guess_sep, check_file, data_line, file_sha256, read_table
+from kgrec.utils.lazy import pd
 
 __all__ = ["read_atomic_features", "read_recbole", "write_recbole"]
 

@@ -15,9 +15,9 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from kgrec.data.dataset import DataError
+from kgrec.utils.lazy import pd
 
 __all__ = ["check_file", "data_line", "file_sha256", "read_table", "read_text"]
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kgrec.models.base import Recommender, Task, TrainData
+from kgrec.models.kg import mkr_cpu
 from kgrec.models.layers import (
     CrossCompress,
     CrossStitch,
@@ -55,9 +56,10 @@ class MKRConfig:
             0 switches the KG task off (the "MKR without KG" ablation).
         inner_product: RS prediction by inner product (True, as the paper's experiments) or by
             an H-layer MLP over ``[u; v]``.
-        analytic_grad: train the RS task (inner-product head) with the hand-written backward
-            :meth:`MKR.rec_step` instead of autograd: the same gradients (see the tests) at a
-            fraction of the per-step overhead, which dominates at the authors' small batches.
+        analytic_grad: on CPU, train both tasks (inner-product head, the paper's KGE scorer)
+            with the hand-written backward passes of :mod:`kgrec.models.kg.mkr_cpu` instead of
+            autograd: the same gradients (see the tests) at a third of the per-step overhead,
+            which dominates at the authors' small batches.
         kge_scorer: the KGE task's score: ``mkr`` (the paper's deep semantic matching,
             ``sigma(t . t_hat)`` maximised, no negatives) or a translational score from
             :mod:`kgrec.models.kge` (``transe``, ``transh``, ``transr``: the paper's stated
@@ -185,6 +187,10 @@ class MKR(Recommender):
             self.register_buffer("grad_mask", mask, persistent=False)
             self.table.register_hook(lambda g: g * self.grad_mask)
 
+    def _apply(self, fn, *args, **kwargs):
+        self.__dict__.pop("_cpu_views", None)  # parameters may move: rebuild the NumPy views
+        return super()._apply(fn, *args, **kwargs)
+
     # ----------------------------------------------------------------- embeddings
     @property
     def user_emb(self) -> torch.Tensor:
@@ -260,68 +266,22 @@ class MKR(Recommender):
         # the L2 of the weight matrices is applied as Adam weight decay (same gradient)
         return base + self.config.l2_weight * _half_sq(u, v)
 
-    @torch.no_grad()
     def rec_step(self, batch: torch.Tensor) -> torch.Tensor:
-        """:meth:`rec_loss` and its gradients, by hand (inner-product head only).
+        """:meth:`rec_loss` and its gradients: on CPU by the hand-written backward of
+        :mod:`.mkr_cpu` (the same gradients at a third of autograd's per-step overhead, which
+        dominates at the authors' small batches), elsewhere by autograd."""
+        return self._step(mkr_cpu.rec_step, self.rec_loss, batch)
 
-        Writes ``.grad`` of the table, the user MLP and the cross & compress units (the weight
-        matrices' L2 stays with the optimizer's weight decay) and returns the loss. Per layer,
-        with ``a = e W[:, :2]`` and ``c = v W[:, 2:]``::
+    def kge_step(self, batch: torch.Tensor) -> torch.Tensor:
+        """:meth:`kge_loss` (the paper's scorer) and its gradients, as :meth:`rec_step`."""
+        return self._step(mkr_cpu.kge_step, self.kge_loss, batch)
 
-            v' = a_0 v + c_0 e + b_V          e' = a_1 v + c_1 e + b_E
-            dv = a_0 dv' + a_1 de' + [dv'.e, de'.e] W[:, 2:]^T
-            de = c_0 dv' + c_1 de' + [dv'.v, de'.v] W[:, :2]^T
-        """
-        users, items, labels = batch[:, 0], batch[:, 1], batch[:, 2]
-        idx = torch.stack([users, items + self.item_offset,
-                           self.item_entity[items] + self.entity_offset])
-        x = F.embedding(idx, self.table)
-        u, v, e = x.unbind(0)
-        n = len(batch)
-        # forward, keeping what the backward needs
-        mlp_in, mlp_mask = [], []
-        for layer in self.user_mlp:
-            mlp_in.append(u)
-            pre = torch.addmm(layer.bias, u, layer.weight)
-            mask = pre > 0
-            mlp_mask.append(mask)
-            u = pre * mask
-        cc_in = []
-        for unit in self.cc:
-            a, c = e @ unit.weight[:, :2], v @ unit.weight[:, 2:]
-            cc_in.append((v, e, a, c))
-            out = a.unsqueeze(2) * v.unsqueeze(1) + c.unsqueeze(2) * e.unsqueeze(1) + unit.bias
-            v, e = out[:, 0], out[:, 1]
-        logits = (u * v).sum(-1)
-        y = labels.to(logits.dtype)
-        l2 = self.config.l2_weight
-        loss = F.binary_cross_entropy_with_logits(logits, y) + l2 * _half_sq(u, v)
-        # backward
-        g = ((torch.sigmoid(logits) - y) / n).unsqueeze(1)
-        gu = g * v + l2 * u
-        gv = g * u + l2 * v
-        ge = torch.zeros_like(gv)
-        for unit, (v_in, e_in, a, c) in zip(reversed(self.cc), reversed(cc_in), strict=True):
-            gout = torch.stack([gv, ge], 1)  # (n, 2, d): d/dv', d/de'
-            ga = (gout * v_in.unsqueeze(1)).sum(-1)  # (n, 2): dv'.v, de'.v
-            gc = (gout * e_in.unsqueeze(1)).sum(-1)  # (n, 2): dv'.e, de'.e
-            w = unit.weight
-            unit.weight.grad = torch.cat([e_in.T @ ga, v_in.T @ gc], dim=1)
-            unit.bias.grad = gout.sum(0)
-            gv = (a.unsqueeze(2) * gout).sum(1) + gc @ w[:, 2:].T
-            ge = (c.unsqueeze(2) * gout).sum(1) + ga @ w[:, :2].T
-        for layer, inp, mask in zip(reversed(self.user_mlp), reversed(mlp_in),
-                                    reversed(mlp_mask), strict=True):
-            gpre = gu * mask
-            layer.weight.grad = inp.T @ gpre
-            layer.bias.grad = gpre.sum(0)
-            gu = gpre @ layer.weight.T
-        grad = torch.zeros_like(self.table)
-        grad.index_add_(0, idx.reshape(-1), torch.cat([gu, gv, ge]))
-        if getattr(self, "grad_mask", None) is not None:
-            grad.mul_(self.grad_mask)
-        self.table.grad = grad
-        return loss
+    def _step(self, kernel, loss_fn, batch: torch.Tensor) -> torch.Tensor:
+        if mkr_cpu.supported(self):
+            return kernel(self, batch)
+        loss = loss_fn(batch)
+        loss.backward()
+        return loss.detach()
 
     def kge_loss(self, batch: torch.Tensor) -> torch.Tensor:
         """KGE task: ``-sigma(t . t_hat)`` on ``(head, relation, tail)`` rows + L2."""
@@ -406,6 +366,8 @@ class MKR(Recommender):
                         name="kge",
                         source=lambda epoch, kg=kg: kg,
                         loss=self.kge_loss,
+                        step=self.kge_step if (cfg.analytic_grad and self.kge_scorer is None
+                                               and cfg.unit == "cc") else None,
                         params=kge_params,
                         lr=cfg.lr_kge,
                         batch_size=cfg.batch_size,
