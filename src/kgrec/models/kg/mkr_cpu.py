@@ -57,6 +57,15 @@ class _Views:
         self.cc = _layers(m.cc, grad)
         self.g_table = self.grads[m.table] = torch.zeros_like(m.table)
         self.g_relations = self.grads[m.relation_emb] = torch.zeros_like(m.relation_emb)
+        self.ones_d = np.ones(self.table.shape[1], self.table.dtype)
+        self.ones_n = np.ones(0, self.table.dtype)
+
+    def ones(self, n: int) -> np.ndarray:
+        """``n`` ones: a row sum ``ones(n) @ x`` is a matmul, ~4x faster than ``x.sum(0)``
+        on these shapes."""
+        if len(self.ones_n) < n:
+            self.ones_n = np.ones(n, self.table.dtype)
+        return self.ones_n[:n]
 
 
 def _layers(mods, grad) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
@@ -89,13 +98,13 @@ def _dense_fwd(x: np.ndarray, layers, saved: list) -> np.ndarray:
     return x
 
 
-def _dense_bwd(g: np.ndarray, layers, saved: list) -> np.ndarray:
+def _dense_bwd(g: np.ndarray, layers, saved: list, ones: np.ndarray) -> np.ndarray:
     """Backward through :func:`_dense_fwd`: fills the layers' gradient buffers, returns the
-    gradient of the input."""
+    gradient of the input (``ones``: a vector of batch-size ones)."""
     for (W, _, dW, db), (x, mask) in zip(reversed(layers), reversed(saved), strict=True):
         g = g * mask
         dW[...] = x.T @ g
-        db[...] = g.sum(0)
+        db[...] = ones @ g
         g = g @ W.T
     return g
 
@@ -110,20 +119,26 @@ def _cross_fwd(v: np.ndarray, e: np.ndarray, units, saved: list) -> tuple[np.nda
     return v, e
 
 
-def _cross_bwd(gv: np.ndarray | None, ge: np.ndarray | None, units, saved: list
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Backward through :func:`_cross_fwd` from ``dv'`` and ``de'`` (None: zero)."""
+def _cross_bwd(gv: np.ndarray | None, ge: np.ndarray | None, units, saved: list,
+               V: _Views) -> tuple[np.ndarray, np.ndarray]:
+    """Backward through :func:`_cross_fwd` from ``dv'`` and ``de'`` (None: zero). Row dot
+    products and column sums are matmuls with vectors of ones (faster than ``.sum``)."""
+    d1 = V.ones_d
     for (W, _, dW, db), (v, e, a, c) in zip(reversed(units), reversed(saved), strict=True):
         n = len(v)
-        zero = np.zeros(n, v.dtype)
-        ga = np.stack([zero if gv is None else (gv * v).sum(1),
-                       zero if ge is None else (ge * v).sum(1)], 1)  # dv'.v, de'.v
-        gc = np.stack([zero if gv is None else (gv * e).sum(1),
-                       zero if ge is None else (ge * e).sum(1)], 1)  # dv'.e, de'.e
+        ones = V.ones(n)
+        ga = np.zeros((n, 2), v.dtype)  # dv'.v, de'.v
+        gc = np.zeros((n, 2), v.dtype)  # dv'.e, de'.e
+        if gv is not None:
+            ga[:, 0] = (gv * v) @ d1
+            gc[:, 0] = (gv * e) @ d1
+        if ge is not None:
+            ga[:, 1] = (ge * v) @ d1
+            gc[:, 1] = (ge * e) @ d1
         dW[:, :2] = e.T @ ga
         dW[:, 2:] = v.T @ gc
-        db[0] = 0.0 if gv is None else gv.sum(0)
-        db[1] = 0.0 if ge is None else ge.sum(0)
+        db[0] = 0.0 if gv is None else ones @ gv
+        db[1] = 0.0 if ge is None else ones @ ge
         nv = gc @ W[:, 2:].T
         ne = ga @ W[:, :2].T
         if gv is not None:
@@ -157,24 +172,26 @@ def rec_step(m: MKR, batch: torch.Tensor) -> torch.Tensor:
     V = _views(m)
     b = batch.numpy()
     n = len(b)
-    idx = np.concatenate([(b[:, :2] + V.user_off).T.ravel(), V.item_entity[b[:, 1]]])
-    x = V.table[idx]
+    idx = np.concatenate([(b[:, :2] + V.user_off).T.ravel(),
+                          np.take(V.item_entity, b[:, 1])])
+    x = np.take(V.table, idx, axis=0)
     u, v, e = x[:n], x[n:2 * n], x[2 * n:]
     s_mlp: list = []
     s_cc: list = []
     u = _dense_fwd(u, V.user_mlp, s_mlp)
     v, _ = _cross_fwd(v, e, V.cc, s_cc)
-    logits = (u * v).sum(1)
+    logits = (u * v) @ V.ones_d
     y = b[:, 2].astype(logits.dtype)
     l2 = m.config.l2_weight
+    ones = V.ones(n)
     softplus = np.logaddexp(0.0, logits)
-    loss = float((softplus - y * logits).mean()) \
+    loss = float(ones @ (softplus - y * logits)) / n \
         + l2 * 0.5 * (float(np.vdot(u, u)) + float(np.vdot(v, v)))
     g = ((np.exp(logits - softplus) - y) * (1.0 / n))[:, None]  # sigmoid - y, over n
     gu = g * v + l2 * u
     gv = g * u + l2 * v
-    gv, ge = _cross_bwd(gv, None, V.cc, s_cc)
-    gu = _dense_bwd(gu, V.user_mlp, s_mlp)
+    gv, ge = _cross_bwd(gv, None, V.cc, s_cc, V)
+    gu = _dense_bwd(gu, V.user_mlp, s_mlp, ones)
     m.table.grad = _table_grad(m, V, idx, np.concatenate([gu, gv, ge]))
     for mods in (m.user_mlp, m.cc):
         for layer in mods:
@@ -191,9 +208,9 @@ def kge_step(m: MKR, batch: torch.Tensor) -> torch.Tensor:
     b = batch.numpy()
     n = len(b)
     heads, rels, tails = b[:, 0], b[:, 1], b[:, 2]
-    idx = np.concatenate([V.entity_item[heads], heads + V.entity_offset,
+    idx = np.concatenate([np.take(V.entity_item, heads), heads + V.entity_offset,
                           tails + V.entity_offset])
-    x = V.table[idx]
+    x = np.take(V.table, idx, axis=0)
     v, e, t = x[:n], x[n:2 * n], x[2 * n:]
     s_cc: list = []
     s_tail: list = []
@@ -201,20 +218,23 @@ def kge_step(m: MKR, batch: torch.Tensor) -> torch.Tensor:
     _, e = _cross_fwd(v, e, V.cc, s_cc)
     t = _dense_fwd(t, V.tail_mlp, s_tail)
     d = e.shape[1]
-    h = _dense_fwd(np.concatenate([e, V.relations[rels]], 1), V.kge_mlp, s_kge)
+    h = _dense_fwd(np.concatenate([e, np.take(V.relations, rels, axis=0)], 1), V.kge_mlp,
+                   s_kge)
     t_hat = _sigmoid(h)
-    score = _sigmoid((t * t_hat).sum(1))
+    score = _sigmoid((t * t_hat) @ V.ones_d)
     l2 = m.config.l2_weight
-    loss = -float(score.mean()) + l2 * 0.5 * (float(np.vdot(e, e)) + float(np.vdot(t, t)))
+    ones = V.ones(n)
+    loss = -float(ones @ score) / n \
+        + l2 * 0.5 * (float(np.vdot(e, e)) + float(np.vdot(t, t)))
     gz = (score * (1.0 - score) * (-1.0 / n))[:, None]
     gt = gz * t_hat + l2 * t
-    gh = _dense_bwd(gz * t * t_hat * (1.0 - t_hat), V.kge_mlp, s_kge)
+    gh = _dense_bwd(gz * t * t_hat * (1.0 - t_hat), V.kge_mlp, s_kge, ones)
     ge = gh[:, :d] + l2 * e
     gr = V.g_relations
     gr.zero_()
     gr.index_add_(0, torch.from_numpy(rels), torch.from_numpy(np.ascontiguousarray(gh[:, d:])))
-    gt = _dense_bwd(gt, V.tail_mlp, s_tail)
-    gv, ge = _cross_bwd(None, ge, V.cc, s_cc)
+    gt = _dense_bwd(gt, V.tail_mlp, s_tail, ones)
+    gv, ge = _cross_bwd(None, ge, V.cc, s_cc, V)
     m.table.grad = _table_grad(m, V, idx, np.concatenate([gv, ge, gt]))
     m.relation_emb.grad = gr
     for mods in (m.cc, m.tail_mlp, m.kge_mlp):
