@@ -166,6 +166,8 @@ def main() -> None:
                       "median_peak_mb": statistics.median(r["peak_mb"] for r in rs),
                       "mean_test_auc": statistics.fmean(r["test_auc"] for r in rs)}
                for side, rs in runs.items()}
+    for side, rs in runs.items():  # the initialisation saddle: a run that never leaves 0.5
+        summary[side]["stalled"] = sum(abs(r["test_auc"] - 0.5) < 0.01 for r in rs)
     ratio = summary["kgrec"]["median_wall_s"] / summary["tf"]["median_wall_s"]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE,
                             capture_output=True, text=True).stdout.strip()
@@ -205,6 +207,9 @@ def main() -> None:
         "Both run 10 epochs; the TF code evaluates train, eval and test AUC after each, kgrec "
         "evaluates validation after each and test (CTR and top-K) once at the best epoch. The "
         "TF AUC is the test AUC at its best-eval epoch.",
+        "",
+        f"Stalled runs (test AUC within 0.01 of 0.5, averaged in above): authors' TF code "
+        f"{tf['stalled']} of {a.repeats}, kgrec {kr['stalled']} of {a.repeats}.",
         "",
         f"TF patch: {meta['tf_patch']}.",
         "",
