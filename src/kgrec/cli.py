@@ -185,6 +185,57 @@ def train(
                "learning_curve.svg)")
 
 
+@app.command()
+def tune(
+    dataset: str = typer.Option("synthetic", "--dataset", "-d", help="catalog name or folder"),
+    model: str = typer.Option("mkr", "--model", "-m", help="a name from `kgrec models`"),
+    trials: int = typer.Option(20, help="finished trials the study should hold (resumes)"),
+    metric: str | None = typer.Option(
+        None, help="validation metric: auc, logloss ... (ctr) or ndcg@K, recall@K ... "
+                   "(ranking protocols); default the run's monitor"),
+    workers: int = typer.Option(1, help="processes running trials at once"),
+    out: Path | None = typer.Option(None, help="output folder (default runs/tune/D-M)"),
+    seed: int = typer.Option(0, help="the runs' seed (split, init); the sampler's too"),
+    epochs: int | None = typer.Option(None, help="epochs per trial (default: the preset's)"),
+    protocol: str = typer.Option("ctr", help="ctr, loo, user-split or cold-items"),
+    ks: str = typer.Option("10,20,50", help="cut-offs of the ranking metrics"),
+    patience: int | None = typer.Option(None, help="stop a trial after N epochs without gain"),
+    prune: bool = typer.Option(True, help="median pruning of unpromising trials"),
+    keep_runs: bool = typer.Option(False, help="keep every trial's run directory"),
+    set_: list[str] = typer.Option([], "--set", help="fixed model parameter KEY=VALUE"),
+    data: Path | None = typer.Option(None, "--data", help="a folder of your own data"),
+) -> None:
+    """Tune a model's hyper-parameters on the validation split (Optuna TPE + pruning).
+
+    The test split is never scored. Writes best.toml (a preset section), report.md,
+    history.png and importance.png into --out; a second call resumes the study.
+    """
+    from kgrec.data.dataset import DataError
+    from kgrec.experiments.run import RunConfig
+    from kgrec.experiments.tune import TuneConfig
+    from kgrec.experiments.tune import tune as run_tune
+
+    try:
+        base = RunConfig(dataset=dataset, model=model, seed=seed, epochs=epochs,
+                         protocol=protocol, ks=_ints(ks, "--ks"), patience=patience,
+                         params=_parse_sets(set_), progress=False,
+                         data=str(data) if data is not None else None)
+        if data is not None and dataset == "synthetic":
+            base.dataset = data.resolve().name
+        res = run_tune(base, TuneConfig(trials=trials, metric=metric, workers=workers,
+                                        seed=seed, out=str(out) if out else None,
+                                        prune=prune, keep_runs=keep_runs))
+    except (DataError, KeyError, ValueError, FileNotFoundError, RuntimeError) as exc:
+        _fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
+        return
+    typer.echo(f"best validation {res['metric']} {res['best_value']:.4f} (trial "
+               f"{res['best_trial']}; {res['complete']} complete, {res['pruned']} pruned)")
+    for k, v in res["best_params"].items():
+        typer.echo(f"  {k} = {v}")
+    typer.echo(f"  train with: {res['command']}")
+    typer.echo(f"  wrote {res['out']}/ (best.toml, report.md, history.png, importance.png)")
+
+
 def _table(res: dict[str, dict[str, float]], first: str, columns: list[str],
            as_json: bool) -> None:
     """Print ``{row: {column: value}}`` as JSON or as an aligned table (counts without

@@ -8,20 +8,31 @@ import tomllib
 from importlib import resources
 from typing import Any
 
-__all__ = ["DATASET_ALIASES", "load_preset"]
+__all__ = ["DATASET_ALIASES", "load_preset", "load_search_space"]
 
 # datasets that share another's preset
 DATASET_ALIASES = {"movie-half": "movie"}
+
+
+def _table(model: str) -> dict[str, Any]:
+    path = resources.files("kgrec.config") / "presets" / f"{model}.toml"
+    if not path.is_file():
+        return {}
+    return tomllib.loads(path.read_text(encoding="utf-8"))
+
+
+def load_search_space(model: str) -> dict[str, dict[str, Any]]:
+    """The ``[search]`` section of ``<model>.toml``: the hyper-parameters ``kgrec tune``
+    searches, each ``{type = "float"|"int"|"categorical", low, high, log, step, choices}``
+    (checked by :func:`kgrec.experiments.tune.check_space`)."""
+    return dict(_table(model).get("search", {}))
 
 
 def load_preset(model: str, dataset: str) -> dict[str, Any]:
     """``[default]`` of ``<model>.toml`` updated with the dataset's section (if any): the
     section of the dataset it shares presets with (:data:`DATASET_ALIASES`: ``movie`` for
     ``movie-half``), then one of its own name."""
-    path = resources.files("kgrec.config") / "presets" / f"{model}.toml"
-    if not path.is_file():
-        return {}
-    table = tomllib.loads(path.read_text(encoding="utf-8"))
+    table = _table(model)
     out = dict(table.get("default", {}))
     alias = DATASET_ALIASES.get(dataset, dataset)
     out.update(table.get(alias, {}))

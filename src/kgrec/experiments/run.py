@@ -8,6 +8,7 @@ import json
 import platform
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,6 +86,8 @@ class RunConfig:
             ``negatives="resample"``): ``uniform``, ``popularity`` (proportional to training
             positives) or ``low-ratings`` (the user's known low ratings first; see
             :func:`kgrec.data.sampling.training_rows`).
+        evaluate_test: evaluate on the test split at the end (False: the test split is never
+            scored, as ``kgrec tune`` needs; ``metrics.json`` then has ``"test": null``).
     """
 
     dataset: str = "synthetic"
@@ -116,6 +119,7 @@ class RunConfig:
     min_user: int | None = None
     max_user: int | None = None
     negative_sampling: str = "uniform"
+    evaluate_test: bool = True
 
     @property
     def ranking(self) -> bool:
@@ -433,8 +437,12 @@ def dataset_folder(name: str) -> Path | None:
     return None
 
 
-def train(cfg: RunConfig, dataset: Dataset | None = None) -> RunResult:
+def train(cfg: RunConfig, dataset: Dataset | None = None, *,
+          on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> RunResult:
     """Run one training job and write its run directory (see the README for its files).
+
+    ``on_epoch(epoch, valid_metrics)`` is called after each epoch's validation (``kgrec
+    tune`` reports to Optuna there; an exception it raises ends the run).
 
     ``dataset``: train on this :class:`Dataset` (your own, e.g. from
     :func:`~kgrec.data.readers.from_dataframes`) instead of ``cfg.dataset`` / ``cfg.data``;
@@ -454,7 +462,7 @@ def train(cfg: RunConfig, dataset: Dataset | None = None) -> RunResult:
             cfg = dataclasses.replace(cfg, dataset=folder.resolve().name, data=str(folder))
     own_group = not dist.is_distributed() and dist.init(device=cfg.device)
     try:
-        return _train(cfg, dataset)
+        return _train(cfg, dataset, on_epoch)
     finally:
         if own_group:
             dist.shutdown()
@@ -524,7 +532,8 @@ def resume_config(run_dir: str | Path, **overrides: Any) -> RunConfig:
     return cfg
 
 
-def _train(cfg: RunConfig, dataset: Dataset | None = None) -> RunResult:
+def _train(cfg: RunConfig, dataset: Dataset | None = None,
+           on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> RunResult:
     from kgrec.train import distributed as dist
 
     t_start = time.perf_counter()
@@ -580,12 +589,14 @@ def _train(cfg: RunConfig, dataset: Dataset | None = None) -> RunResult:
         evaluate=evaluate,
         checkpoint=run_dir / "checkpoint.pt",
         checkpoint_extra={"model": cfg.model, "model_params": dataclasses.asdict(model_cfg)},
+        on_epoch=on_epoch,
     )
     resume = None if cfg.resume is None else Path(cfg.resume) / "checkpoint.pt"
-    fit = trainer.fit(model, _train_data(ds, split, cfg), valid, test, resume=resume)
+    fit = trainer.fit(model, _train_data(ds, split, cfg), valid,
+                      test if cfg.evaluate_test else None, resume=resume)
 
     topk, topk_seconds = None, 0.0
-    if cfg.topk and not cfg.ranking and main:
+    if cfg.topk and not cfg.ranking and main and cfg.evaluate_test:
         from kgrec.eval import evaluate_topk
 
         t0 = time.perf_counter()
@@ -594,7 +605,7 @@ def _train(cfg: RunConfig, dataset: Dataset | None = None) -> RunResult:
         topk_seconds = time.perf_counter() - t0
 
     slices = None
-    if cfg.ranking and main:
+    if cfg.ranking and main and cfg.evaluate_test:
         t0 = time.perf_counter()
         from kgrec.data.features import category_codes
 

@@ -210,6 +210,7 @@ class Trainer:
         evaluate: Evaluate | None = None,
         checkpoint: str | Path | None = None,
         checkpoint_extra: dict[str, Any] | None = None,
+        on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     ):
         if evaluate is None:
             from kgrec.eval import evaluate_ctr
@@ -219,6 +220,7 @@ class Trainer:
         self.evaluate = evaluate
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
         self.checkpoint_extra = checkpoint_extra or {}
+        self.on_epoch = on_epoch  # (epoch, validation metrics) after each validation
         self.device = torch.device("cpu")
 
     # ------------------------------------------------------------------ fit
@@ -310,6 +312,8 @@ class Trainer:
                 raise KeyError(f"monitor {cfg.monitor!r} is not among the validation metrics "
                                f"{sorted(valid_metrics)}")
             score = float(valid_metrics[cfg.monitor])
+            if self.on_epoch is not None and main:
+                self.on_epoch(epoch, valid_metrics)
             improved = sign * score > best_score
             if improved:
                 best_epoch, best_score, best_valid = epoch, sign * score, valid_metrics

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["learning_curve", "lines_plot", "sensitivity_plot", "topk_curves_plot"]
+__all__ = ["learning_curve", "lines_plot", "sensitivity_plot", "topk_curves_plot",
+           "tune_history_plot", "tune_importance_plot"]
 
 
 def _pyplot():
@@ -126,4 +127,40 @@ def sensitivity_plot(panels: dict[str, tuple[list[float], list[float]]], path: s
         ax.set_ylabel("test AUC")
         ax.grid(alpha=0.3)
     fig.suptitle(title)
+    return _save(fig, path)
+
+
+def tune_history_plot(values: list[tuple[int, float]], pruned: list[int], metric: str,
+                      maximize: bool, path: str | Path) -> Path:
+    """A search's history: each complete trial's validation metric, the best so far, and
+    where trials were pruned."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    xs = [n for n, _ in values]
+    ys = [v for _, v in values]
+    ax.scatter(xs, ys, s=18, label="complete trial")
+    best, run = [], None
+    for v in ys:
+        run = v if run is None else (max(run, v) if maximize else min(run, v))
+        best.append(run)
+    ax.step(xs, best, where="post", color="red", label="best so far")
+    if pruned and ys:
+        lo = min(ys)
+        ax.scatter(pruned, [lo] * len(pruned), marker="x", color="grey",
+                   label=f"pruned ({len(pruned)})")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(f"validation {metric}")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def tune_importance_plot(importances: dict[str, float], path: str | Path) -> Path:
+    """Horizontal bars of fANOVA parameter importances (they sum to 1)."""
+    plt = _pyplot()
+    names = list(importances)[::-1]
+    fig, ax = plt.subplots(figsize=(6, 0.5 * len(names) + 1.2))
+    ax.barh(names, [importances[n] for n in names])
+    ax.set_xlabel("importance (share of the metric's variance)")
+    ax.grid(alpha=0.3, axis="x")
     return _save(fig, path)
