@@ -284,8 +284,19 @@ def _report(study, base: RunConfig, tc: TuneConfig, out: Path, metric: str,
     command = (f"kgrec train -d {base.dataset} -m {base.model} --protocol {base.protocol} "
                f"{sets}")
     n_pruned = sum(t.state == TrialState.PRUNED for t in trials)
+    checksum = "-"
+    best_metrics = out / "trials" / f"trial-{best.number:04d}" / "metrics.json"
+    if best_metrics.is_file():
+        checksum = json.loads(best_metrics.read_text()).get("data_checksum", "-")
+    tune_cmd = (f"kgrec tune -d {base.dataset} -m {base.model} --protocol {base.protocol} "
+                f"--trials {tc.trials} --metric {metric} --seed {tc.seed} --workers {tc.workers}"
+                + ("" if tc.prune else " --no-prune")
+                + ("" if base.epochs is None else f" --epochs {base.epochs}")
+                + "".join(f" --set {k}={v}" for k, v in base.params.items()))
     lines = [
         f"# Tuning {base.model} on {base.dataset} ({base.protocol}): validation {metric}",
+        "",
+        f"`{tune_cmd}`; data checksum {checksum}.",
         "",
         f"{len(complete)} complete and {n_pruned} pruned trials ({len(trials)} in the study; "
         f"{len(trials) - done_before if done_before else len(trials)} run by this call), "
@@ -309,8 +320,10 @@ def _report(study, base: RunConfig, tc: TuneConfig, out: Path, metric: str,
     atomic_write_text(out / "report.md", "\n".join(lines))
     result = {"best_value": best.value, "best_params": best.params, "best_trial": best.number,
               "metric": metric, "complete": len(complete), "pruned": n_pruned,
-              "out": str(out), "command": command,
-              "importances": importances}
+              "out": str(out), "command": command, "tune_command": tune_cmd,
+              "data_checksum": checksum, "importances": importances,
+              "trials": [{"number": t.number, "state": t.state.name.lower(), "value": t.value,
+                          "params": t.params, **t.user_attrs} for t in trials]}
     atomic_write_text(out / "best.json", json.dumps(result, indent=1) + "\n")
     return result
 
