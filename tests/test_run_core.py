@@ -81,3 +81,13 @@ def test_cli_resume_and_train_options(tmp_path):
     assert r.exit_code != 0 and "config.json" in r.output
     r = runner.invoke(app, ["train", "--optimizer", "rmsprop", "--out", str(tmp_path / "x")])
     assert r.exit_code != 0 and "optimizer" in r.output
+
+
+def test_sparse_runs_keep_the_step_budget():
+    """--train-ratio r divides the preset's epochs by r unless --epochs is given."""
+    from kgrec.experiments.run import RunConfig, resolve
+
+    epochs = {r: resolve(RunConfig(dataset="music", model="mkr", train_ratio=r))[1]
+              for r in (1.0, 0.5, 0.2, 0.1, 0.3)}
+    assert epochs == {1.0: 10, 0.5: 20, 0.2: 50, 0.1: 100, 0.3: 34}
+    assert resolve(RunConfig(dataset="music", model="mkr", train_ratio=0.1, epochs=7))[1] == 7
