@@ -86,6 +86,8 @@ MODELS: dict[str, ModelSpec] = {
                            "Wide&Deep on user, item + pre-trained TransR entity features"),
     "bpr-mf": ModelSpec("cf.bpr_mf", "BPRConfig", "bpr-mf",
                         "BPR-MF, pairwise ranking MF (UAI'09)", family="cf"),
+    "kgcn": ModelSpec("kg.kgcn", "KGCNConfig", "kgcn",
+                      "KGCN, user-weighted aggregation over sampled KG neighbours (WWW'19)"),
     "lightgcn": ModelSpec("cf.lightgcn", "LightGCNConfig", "lightgcn",
                           "LightGCN, linear propagation on the user-item graph + BPR (SIGIR'20)",
                           family="cf"),
