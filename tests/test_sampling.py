@@ -150,3 +150,30 @@ def test_held_out_low_ratings_are_not_trained_on(tmp_path, tiny_dataset):
     ds2 = dataclasses.replace(ds, known_negatives=np.r_[held, [[0, 1]]])
     kept = _train_low_ratings(ds2, split)
     assert not {tuple(r) for r in held.tolist()} & {tuple(r) for r in kept.tolist()}
+
+
+def test_negatives_only_from_candidate_items():
+    """With ``candidates``, negatives come from those items only (cold items stay out of
+    training), still distinct per user and outside ``exclude``; a user short of candidates
+    gets all there are."""
+    from kgrec.data.sampling import PairSet, sample_negatives, training_rows
+
+    n_items = 30
+    cand = np.zeros(n_items, bool)
+    cand[:12] = True
+    excl = PairSet(np.array([0, 0, 1]), np.array([0, 1, 2]), n_items)
+    users, counts = np.array([0, 1, 2]), np.array([5, 11, 40])
+    for item_p in (None, np.linspace(1, 2, n_items)):
+        su, si = sample_negatives(users, counts, n_items, excl, np.random.default_rng(3),
+                                  item_p=item_p, candidates=cand)
+        assert cand[si].all() and not excl.contains(su, si).any()
+        assert np.bincount(su, minlength=3).tolist() == [5, 11, 12]  # user 2: all 12
+        for u in range(3):
+            assert len(set(si[su == u])) == (su == u).sum()
+    train = np.array([[0, 0, 1], [0, 1, 1], [1, 2, 1], [1, 3, 1]])
+    rows = training_rows(train, mode="resample", n_items=n_items, exclude=excl, seed=0,
+                         sampling="low-ratings", candidates=cand,
+                         low_ratings=np.array([[0, 20], [1, 5]]))(0)
+    neg = rows[rows[:, 2] == 0]
+    assert len(neg) == 4 and cand[neg[:, 1]].all()  # the low rating on cold item 20 is not
+    assert [1, 5] in neg[:, :2].tolist()  # the one on item 5 is

@@ -49,9 +49,13 @@ class PairSet:
         pos = np.minimum(pos, len(self.keys) - 1)
         return self.keys[pos] == q
 
-    def row_counts(self, n_rows: int) -> np.ndarray:
-        """Number of pairs in each row ``0..n_rows-1``."""
-        return np.bincount(self.keys // self.n_cols, minlength=n_rows)[:n_rows]
+    def row_counts(self, n_rows: int, cols: np.ndarray | None = None) -> np.ndarray:
+        """Number of pairs in each row ``0..n_rows-1`` (only those whose column ``cols``,
+        a boolean mask over the columns, holds, when given)."""
+        rows = self.keys // self.n_cols
+        if cols is not None:
+            rows = rows[np.asarray(cols, dtype=bool)[self.keys % self.n_cols]]
+        return np.bincount(rows, minlength=n_rows)[:n_rows]
 
     def union(self, rows: np.ndarray, cols: np.ndarray) -> PairSet:
         out = PairSet.__new__(PairSet)
@@ -86,9 +90,11 @@ def sample_negatives(
     *,
     max_rounds: int = 8,
     item_p: np.ndarray | None = None,
+    candidates: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``counts[k]`` distinct items for ``users[k]`` uniformly among items not in ``exclude``
-    (or, with ``item_p``, with probability proportional to ``item_p`` among them).
+    (or, with ``item_p``, with probability proportional to ``item_p`` among them); with
+    ``candidates`` (a boolean mask over the items) only among those items.
 
     Sampling is without replacement within a user (the first distinct valid draws of an i.i.d.
     uniform stream, which is uniform sampling without replacement). A user who has fewer
@@ -112,8 +118,18 @@ def sample_negatives(
     if len(np.unique(users)) != len(users):
         raise ValueError("users must be distinct")
     n_rows = int(users.max()) + 1 if len(users) else 0
-    excluded = exclude.row_counts(max(n_rows, 1))[users] if len(users) else np.zeros(0, np.int64)
-    available = np.maximum(n_items - excluded, 0)
+    n_cand = n_items
+    if candidates is not None:
+        candidates = np.asarray(candidates, dtype=bool)
+        n_cand = int(candidates.sum())
+        p = np.ones(n_items) if item_p is None else np.asarray(item_p, np.float64)
+        p = np.where(candidates, p, 0.0)
+        item_p = p / p.sum() if p.sum() > 0 else None
+        if item_p is None:  # no candidate at all: nothing can be drawn
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    excluded = (exclude.row_counts(max(n_rows, 1), candidates)[users] if len(users)
+                else np.zeros(0, np.int64))
+    available = np.maximum(n_cand - excluded, 0)
     need = np.minimum(counts, available)
     slot = np.arange(len(users))  # position of each user in the output order
 
@@ -125,7 +141,7 @@ def sample_negatives(
         active = np.flatnonzero(remaining > 0)
         if len(active) == 0:
             break
-        frac = available[active] / n_items
+        frac = available[active] / max(n_cand, 1)
         # Enough draws that, with high probability, each user completes in this round.
         m = np.ceil(remaining[active] / np.maximum(frac, 1e-3) * 2.0 + 8).astype(np.int64)
         if m.sum() > 50_000_000:  # keep memory bounded; the exact path below takes the rest
@@ -255,6 +271,7 @@ def training_rows(
     seed: int = 0,
     sampling: str = "uniform",
     low_ratings: np.ndarray | None = None,
+    candidates: np.ndarray | None = None,
 ):
     """The RS task's rows per epoch.
 
@@ -265,6 +282,8 @@ def training_rows(
     training positives (+1; hard negatives, as popular items a user skipped); ``low-ratings``:
     first the user's known low ratings (``low_ratings``, ``(k, 2)`` user-item pairs; a random
     subset each epoch where there are more than needed), then uniform for the rest.
+    ``candidates`` (a boolean mask over the items): fresh negatives come from these items only
+    (the cold-items protocol keeps its held-out items out of training, negatives included).
 
     Returns ``epoch -> (n, 3)`` rows.
     """
@@ -288,6 +307,8 @@ def training_rows(
     if sampling == "low-ratings" and low_ratings is not None and len(low_ratings):
         low = np.asarray(low_ratings, np.int64).reshape(-1, 2)
         low = low[np.isin(low[:, 0], users)]
+        if candidates is not None:
+            low = low[np.asarray(candidates, dtype=bool)[low[:, 1]]]
 
     def rows(epoch: int) -> np.ndarray:
         rng = np.random.default_rng([seed, epoch])
@@ -301,7 +322,8 @@ def training_rows(
             parts.append(np.c_[lu, li, np.zeros(len(lu), np.int64)])
             need = counts - np.bincount(np.searchsorted(users, lu), minlength=len(users))
             ex = exclude.union(lu, li)
-        su, si = sample_negatives(users, need, n_items, ex, rng, item_p=item_p)
+        su, si = sample_negatives(users, need, n_items, ex, rng, item_p=item_p,
+                                  candidates=candidates)
         parts.append(np.c_[su, si, np.zeros(len(su), np.int64)])
         return np.concatenate([pos, *parts])
 

@@ -337,9 +337,13 @@ def _train_data(ds: Dataset, split: Split, cfg: RunConfig) -> TrainData:
     if cfg.ranking:  # positives only: fresh negatives outside the user's training items
         pos = split.train
         exclude = PairSet(pos[:, 0], pos[:, 1], ds.n_items)
+        # cold items stay out of training altogether: drawn as negatives, a model would learn
+        # every one of them as disliked and rank it last (recall 0 on the cold slice)
+        warm = (np.bincount(pos[:, 1], minlength=ds.n_items) > 0
+                if cfg.protocol == "cold-items" else None)
         rows = training_rows(split.train, mode="resample", n_items=ds.n_items,
                              exclude=exclude, seed=cfg.seed, sampling=cfg.negative_sampling,
-                             low_ratings=_train_low_ratings(ds, split))
+                             low_ratings=_train_low_ratings(ds, split), candidates=warm)
         return TrainData(
             rec_rows=rows, kg=ds.kg, n_users=ds.n_users, n_items=ds.n_items,
             n_entities=ds.n_entities, n_relations=ds.n_relations, item_entity=ds.item_entity,
