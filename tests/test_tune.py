@@ -117,3 +117,11 @@ def test_cli_tune(tmp_path):
     r = CliRunner().invoke(app, ["tune", "-m", "mf", "--metric", "recall@20",
                                  "--out", str(tmp_path / "d")])
     assert r.exit_code == 2 and "ranking protocol" in r.output
+
+
+def test_first_trial_is_the_preset(tmp_path):
+    from kgrec.experiments.run import resolve
+
+    res = tune(_base(), TuneConfig(trials=1, out=str(tmp_path / "p"), prune=False))
+    params, _ = resolve(_base())
+    assert res["trials"][0]["params"] == {k: params[k] for k in search_space("mf")}

@@ -1,9 +1,10 @@
 """Hyper-parameter search on the validation split: ``kgrec tune -d D -m M --trials N``.
 
 Optuna's TPE sampler (Bergstra et al., NeurIPS'11) proposes values from the ``[search]``
-section of the model's preset file; every trial is one ``kgrec train`` run with
-``evaluate_test=False``, so the test split is never scored; the median pruner stops a trial
-whose validation metric at an epoch falls below the median of earlier trials at that epoch.
+section of the model's preset file, after a first trial at the preset's own values; every
+trial is one ``kgrec train`` run with ``evaluate_test=False``, so the test split is never
+scored; the median pruner stops a trial whose validation metric at an epoch falls below the
+median of earlier trials at that epoch.
 The study lives in a journal file in the output folder, so an interrupted search resumes and
 several worker processes (``--workers``) share it. The output folder gets ``best.toml`` (the
 best values as a preset section for the dataset), ``report.md``, ``history.png`` and
@@ -126,6 +127,25 @@ def suggest(trial, space: dict[str, dict]) -> dict[str, Any]:
     return out
 
 
+def _preset_point(base: RunConfig, space: dict[str, dict]) -> dict[str, Any]:
+    """The preset's values of the searched parameters (those inside the space), so that the
+    first trial is the preset and the search never reports a worse validation figure."""
+    from kgrec.experiments.run import resolve
+
+    params, _ = resolve(base)
+    out = {}
+    for name, s in space.items():
+        v = params.get(name)
+        if v is None:
+            continue
+        if s["type"] == "categorical":
+            if v in s["choices"]:
+                out[name] = v
+        elif s["low"] <= v <= s["high"]:
+            out[name] = int(v) if s["type"] == "int" else float(v)
+    return out
+
+
 def _direction(metric: str) -> str:
     name = metric.split("@")[0]
     return "minimize" if name in LOSS_LIKE or name.endswith("_loss") else "maximize"
@@ -222,6 +242,10 @@ def tune(base: RunConfig, tc: TuneConfig) -> dict[str, Any]:
     name = f"{base.dataset}-{base.model}-{base.protocol}-{metric}"
     study = _study(out, name, tc, _direction(metric))
     done_before = _finished(study)
+    if not study.get_trials(deepcopy=False):  # a new study: the preset is trial 0
+        start = _preset_point(base, space)
+        if start:
+            study.enqueue_trial(start)
     args = (base, tc, str(out), name, metric, space)
     if tc.workers == 1:
         _worker(*args)
