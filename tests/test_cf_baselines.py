@@ -284,3 +284,19 @@ def test_item_cf_run_directory_restores_the_fitted_model(tmp_path):
     again = evaluate_run(res.run_dir, topk=False)
     assert again["test"]["auc"] == pytest.approx(res.metrics["test"]["auc"], abs=1e-12)
     assert again["test"]["acc"] == pytest.approx(res.metrics["test"]["acc"], abs=1e-12)
+
+
+def test_bpr_negatives_only_from_candidates():
+    """Under the cold-items protocol BPR's negatives come from warm items only, still never
+    a training positive; the exact fallback (a user with almost every candidate) too."""
+    from kgrec.data.sampling import PairSet
+    from kgrec.models.cf.bpr_mf import sample_bpr_triples
+
+    n_items = 20
+    cand = np.arange(n_items) < 6
+    pos = np.array([[0, 0], [0, 1], [1, 2], [2, 0], [2, 1], [2, 2], [2, 3], [2, 4]])
+    excl = PairSet(pos[:, 0], pos[:, 1], n_items)
+    t = sample_bpr_triples(pos, n_items, excl, np.random.default_rng(0), candidates=cand)
+    assert len(t) == len(pos) and cand[t[:, 2]].all()
+    assert not excl.contains(t[:, 0], t[:, 2]).any()
+    assert set(t[t[:, 0] == 2, 2]) == {5}  # user 2's only warm non-positive

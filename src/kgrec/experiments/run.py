@@ -348,6 +348,7 @@ def _train_data(ds: Dataset, split: Split, cfg: RunConfig) -> TrainData:
             rec_rows=rows, kg=ds.kg, n_users=ds.n_users, n_items=ds.n_items,
             n_entities=ds.n_entities, n_relations=ds.n_relations, item_entity=ds.item_entity,
             train=rows(0), sequences=getattr(split, "train_sequences", None),
+            item_candidates=warm,
         )
     exclude = None
     if cfg.negatives == "resample":

@@ -41,6 +41,8 @@ class TrainData:
         item_features: ``field -> (indptr, values)`` CSR over items of categorical feature
             ids (multi-valued fields hold several ids per item); None where there are none.
         inputs: arrays computed above the model (pre-trained entity vectors ...), by name.
+        item_candidates: ``(n_items,)`` bool, the items a model may draw as negatives (None:
+            all); the cold-items protocol leaves its held-out items out.
     """
 
     rec_rows: Callable[[int], np.ndarray]
@@ -54,6 +56,7 @@ class TrainData:
     sequences: tuple[np.ndarray, np.ndarray] | None = None
     item_features: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
     inputs: dict[str, np.ndarray] = field(default_factory=dict)
+    item_candidates: np.ndarray | None = None
 
     def train_rows(self) -> np.ndarray:
         """:attr:`train`, or a clear error for models that need it."""

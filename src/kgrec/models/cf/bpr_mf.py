@@ -76,8 +76,10 @@ def sample_bpr_triples(
     rng: np.random.Generator,
     *,
     max_rounds: int = 32,
+    candidates: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``(user, pos item, neg item)`` triples: one uniform negative for each positive pair.
+    """``(user, pos item, neg item)`` triples: one uniform negative for each positive pair
+    (among ``candidates``, a boolean mask over the items, when given).
 
     The negative ``j`` of ``(u, i)`` is uniform over the items with ``(u, j)`` not in
     ``exclude`` (drawn with replacement across a user's positives). Draws hitting ``exclude``
@@ -95,12 +97,20 @@ def sample_bpr_triples(
         ``(m, 3)`` int64 triples, ``m <= n``, in the order of ``pos``.
     """
     pos = np.asarray(pos, dtype=np.int64).reshape(-1, 2)
-    neg = rng.integers(0, n_items, size=len(pos))
+    pool = None if candidates is None else np.flatnonzero(np.asarray(candidates, dtype=bool))
+
+    def draw(n: int) -> np.ndarray:
+        return rng.integers(0, n_items, size=n) if pool is None else \
+            pool[rng.integers(0, max(len(pool), 1), size=n)]
+
+    if pool is not None and len(pool) == 0:
+        return np.zeros((0, 3), np.int64)
+    neg = draw(len(pos))
     todo = np.flatnonzero(exclude.contains(pos[:, 0], neg))
     for _ in range(max_rounds):
         if len(todo) == 0:
             break
-        neg[todo] = rng.integers(0, n_items, size=len(todo))
+        neg[todo] = draw(len(todo))
         todo = todo[exclude.contains(pos[todo, 0], neg[todo])]
     keep = np.ones(len(pos), dtype=bool)
     # exact fallback for the few left (users with almost every item): uniform over each
@@ -112,6 +122,8 @@ def sample_bpr_triples(
         cols = np.tile(np.arange(n_items), len(block))
         keys = rng.random((len(block), n_items))
         keys[exclude.contains(rows, cols).reshape(len(block), n_items)] = np.inf
+        if pool is not None:
+            keys[:, ~np.asarray(candidates, dtype=bool)] = np.inf
         best = keys.argmin(axis=1)
         neg[block] = best
         keep[block] = np.isfinite(keys[np.arange(len(block)), best])
@@ -194,7 +206,8 @@ class BPRMF(Recommender):
 
         def triples(epoch: int) -> np.ndarray:
             rng = np.random.default_rng([base_seed, epoch])
-            return sample_bpr_triples(pos, self.n_items, exclude, rng)
+            return sample_bpr_triples(pos, self.n_items, exclude, rng,
+                                      candidates=data.item_candidates)
 
         out = [
             Task(name="rec", source=triples, loss=self.bpr_loss,
