@@ -291,3 +291,34 @@ def test_mind_dynamic_number_of_interests():
     assert torch.allclose(v[1, 2:], v[1, :1].expand(2, -1)) and not torch.allclose(v[1, 1], v[1, 0])
     assert len({tuple(x.round(decimals=5).tolist()) for x in v[2]}) == 4
     assert m.active_interests(h >= 0).sum(1).tolist() == [1, 2, 4]
+
+
+@pytest.mark.parametrize("loss", ["sampled", "full"])
+def test_negatives_come_from_the_candidate_pool(loss, monkeypatch):
+    """Under cold-items the held-out items are never negatives: sampled negatives are drawn
+    from the pool, and the full softmax leaves the other items out of the normaliser."""
+    model = build_model("youtubednn", _DS(4, 12), model_config("youtubednn", {
+        "dim": 4, "loss": loss, "n_neg": 5}))
+    pool = torch.tensor([0, 2, 3, 7])
+    model.neg_pool = pool
+    vec = torch.randn(3, 4)
+    tgt = torch.tensor([2, 7, 11])  # 11 is no candidate, yet a target keeps its logit
+    if loss == "sampled":
+        drawn = []
+        real = torch.randint
+
+        def spy(*a, **k):
+            drawn.append(a[:2])
+            return real(*a, **k)
+
+        monkeypatch.setattr(torch, "randint", spy)
+        model.logits_loss(vec, tgt)
+        assert drawn == [(0, len(pool))]  # positions in the pool, not item ids
+        return
+    table = model.item_vectors().detach()
+    got = model.logits_loss(vec, tgt)
+    logits = vec @ table.T
+    keep = torch.tensor([0, 2, 3, 7, 11])
+    want = torch.nn.functional.cross_entropy(logits[:, keep],
+                                             torch.tensor([1, 3, 4]))
+    torch.testing.assert_close(got, want)

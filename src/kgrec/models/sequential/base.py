@@ -167,6 +167,9 @@ class SequentialRecommender(Recommender):
             self.item_emb.weight[0].zero_()
         self.register_buffer("user_history",
                              torch.full((self.n_users, int(config.max_len)), -1, dtype=torch.long))
+        # the items negatives may come from (None: all; the cold-items protocol keeps its
+        # held-out items out of training, as negatives too)
+        self.register_buffer("neg_pool", None, persistent=False)
 
     # ------------------------------------------------------------------ encoders
     def embed(self, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -221,9 +224,18 @@ class SequentialRecommender(Recommender):
         """Mean softmax cross-entropy of ``targets (n,)`` given ``vectors (n, d)``."""
         table = self.item_vectors()
         cfg = self.config
+        pool = self.neg_pool
         if cfg.loss == "full" or cfg.n_neg >= self.n_items:
-            return F.cross_entropy(vectors @ table.T, targets)
-        neg = torch.randint(0, self.n_items, (int(cfg.n_neg),), device=vectors.device)
+            logits = vectors @ table.T
+            if pool is not None:  # only the candidates compete with the target
+                keep = torch.zeros(self.n_items, dtype=torch.bool, device=logits.device)
+                keep[pool] = True
+                keep[targets] = True
+                logits = logits.masked_fill(~keep[None, :], float("-inf"))
+            return F.cross_entropy(logits, targets)
+        neg = (torch.randint(0, self.n_items, (int(cfg.n_neg),), device=vectors.device)
+               if pool is None else
+               pool[torch.randint(0, len(pool), (int(cfg.n_neg),), device=vectors.device)])
         pos_logit = (vectors * table[targets]).sum(-1, keepdim=True)
         neg_logit = vectors @ table[neg].T
         neg_logit = neg_logit.masked_fill(neg[None, :] == targets[:, None], float("-inf"))
@@ -243,6 +255,9 @@ class SequentialRecommender(Recommender):
 
     def tasks(self, data: TrainData) -> list[Task]:
         cfg = self.config
+        if data.item_candidates is not None:
+            self.neg_pool = torch.from_numpy(
+                np.flatnonzero(data.item_candidates)).to(self.user_history.device)
         indptr, items = remember_histories(self, data)
         if self.objective == "seq2seq":
             rows = last_windows(indptr, items, cfg.max_len + 1)
