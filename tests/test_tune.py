@@ -125,3 +125,22 @@ def test_first_trial_is_the_preset(tmp_path):
     res = tune(_base(), TuneConfig(trials=1, out=str(tmp_path / "p"), prune=False))
     params, _ = resolve(_base())
     assert res["trials"][0]["params"] == {k: params[k] for k in search_space("mf")}
+
+
+def test_every_preset_lies_inside_its_search_space():
+    """So that a search's first trial is the preset itself."""
+    from kgrec.models import MODELS
+
+    for name in MODELS:
+        if name == "pop":
+            continue
+        space = search_space(name)
+        for ds in ("music", "book", "movie-half", "amazon-beauty", "ml-100k-kg"):
+            params, _ = run_mod.resolve(RunConfig(dataset=ds, model=name))
+            for k, s in space.items():
+                v = params.get(k)
+                if v is None:
+                    continue
+                ok = (v in s["choices"] if s["type"] == "categorical"
+                      else s["low"] <= v <= s["high"])
+                assert ok, (name, ds, k, v, s)

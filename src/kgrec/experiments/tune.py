@@ -244,6 +244,13 @@ def tune(base: RunConfig, tc: TuneConfig) -> dict[str, Any]:
     done_before = _finished(study)
     if not study.get_trials(deepcopy=False):  # a new study: the preset is trial 0
         start = _preset_point(base, space)
+        outside = sorted(set(space) - set(start))
+        if outside:  # a preset value the space does not hold: trial 0 is not the preset
+            import logging
+
+            logging.getLogger("kgrec").warning(
+                "preset values outside the search space of %s (trial 0 draws them): %s",
+                base.model, ", ".join(outside))
         if start:
             study.enqueue_trial(start)
     args = (base, tc, str(out), name, metric, space)
