@@ -30,6 +30,8 @@ from kgrec.experiments.run import (
     RunConfig,
     check_run_config,
     monitor_name,
+    resolve,
+    train,
 )
 from kgrec.models import MODELS, resolve_name
 from kgrec.utils.io import atomic_write_text
@@ -130,20 +132,22 @@ def suggest(trial, space: dict[str, dict]) -> dict[str, Any]:
 def _preset_point(base: RunConfig, space: dict[str, dict]) -> dict[str, Any]:
     """The preset's values of the searched parameters (those inside the space), so that the
     first trial is the preset and the search never reports a worse validation figure."""
-    from kgrec.experiments.run import resolve
-
     params, _ = resolve(base)
     out = {}
     for name, s in space.items():
         v = params.get(name)
-        if v is None:
+        if v is None or not in_space(s, v):
             continue
-        if s["type"] == "categorical":
-            if v in s["choices"]:
-                out[name] = v
-        elif s["low"] <= v <= s["high"]:
-            out[name] = int(v) if s["type"] == "int" else float(v)
+        out[name] = v if s["type"] == "categorical" else (
+            int(v) if s["type"] == "int" else float(v))
     return out
+
+
+def in_space(spec: dict[str, Any], value: Any) -> bool:
+    """Whether ``value`` is one of a parameter's searched values."""
+    if spec["type"] == "categorical":
+        return value in spec["choices"]
+    return spec["low"] <= value <= spec["high"]
 
 
 def _direction(metric: str) -> str:
@@ -198,8 +202,6 @@ def _worker(base: RunConfig, tc: TuneConfig, out: str, name: str, metric: str,
     import optuna
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
-
-    from kgrec.experiments.run import train
 
     study = _study(Path(out), name, tc, _direction(metric), worker)
 

@@ -34,11 +34,9 @@ def learning_curve(metrics: dict[str, Any], path: str | Path) -> Path:
     if ax1.get_legend_handles_labels()[0]:
         ax1.legend()
     ax1.grid(alpha=0.3)
-    first = hist[0]["valid"] if hist else {}
-    keys = [k for k in ("auc", "acc") if k in first]
-    if not keys:  # a ranking protocol: HR and NDCG at the smallest cut-off
-        ks = sorted(int(k.split("@")[1]) for k in first if k.startswith("ndcg@"))
-        keys = [f"hr@{ks[0]}", f"ndcg@{ks[0]}"] if ks else []
+    from kgrec.viz.svg import valid_keys
+
+    keys = valid_keys(hist)
     for key in keys:
         ax2.plot(epochs, [h["valid"].get(key) for h in hist], marker="o", label=f"valid {key}")
     best = metrics.get("best_epoch")

@@ -15,7 +15,7 @@ from typing import Any
 
 from kgrec.utils.io import atomic_write_text
 
-__all__ = ["learning_curve_svg", "nice_ticks"]
+__all__ = ["learning_curve_svg", "nice_ticks", "valid_keys"]
 
 # matplotlib's tab10, so the SVG and the PNG look alike
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -147,7 +147,9 @@ class _Panel:
         return out
 
 
-def _valid_keys(hist: list[dict[str, Any]]) -> list[str]:
+def valid_keys(hist: list[dict[str, Any]]) -> list[str]:
+    """The validation metrics a learning curve shows: AUC and ACC, or HR and NDCG at the
+    smallest cut-off under a ranking protocol."""
     first = hist[0]["valid"] if hist else {}
     keys = [k for k in ("auc", "acc") if k in first]
     if not keys:  # a ranking protocol: HR and NDCG at the smallest cut-off
@@ -169,7 +171,7 @@ def learning_curve_svg(metrics: dict[str, Any], path: str | Path) -> Path:
         pts = [(h["epoch"], h["losses"][t]) for h in hist if t in h.get("losses", {})]
         left.line([e for e, _ in pts], [y for _, y in pts], f"{t} loss",
                   _COLORS[i % len(_COLORS)])
-    keys = _valid_keys(hist)
+    keys = valid_keys(hist)
     epochs = [h["epoch"] for h in hist]
     best = metrics.get("best_epoch")
     test = metrics.get("test") or {}
