@@ -107,3 +107,43 @@ def test_quick_benchmark_end_to_end(tmp_path):
     assert res2.exit_code == 0 and "0 to run" in res2.output
     again = json.loads((out / "q.json").read_text())
     assert [r["test"] for r in again["runs"]] == [r["test"] for r in data["runs"]]
+
+
+def test_cold_section_and_kg_value_table(tmp_path):
+    """``--sections kg,cold``: every KG model under cold-items with its full graph, none and
+    shuffled tails, the baselines, the random floor, and the KG-value table."""
+    out, runs = tmp_path / "results", tmp_path / "runs"
+    args = ["benchmark", "--datasets", "synthetic", "--models", "mkr", "--quick",
+            "--sections", "kg,cold", "--kg-models", "kgmf", "--kg-ratios", "0.5",
+            "--cold-models", "kgmf", "--cold-baselines", "pop", "--cold-seeds", "2",
+            "--out-dir", str(out), "--runs-dir", str(runs), "--name", "c", "-q"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    md = (out / "c.md").read_text()
+    assert "Cold-start items" in md and "The KG-value table" in md
+    assert "--cold-models kgmf --cold-baselines pop --cold-seeds 2" in md
+    runs_ = json.loads((out / "c.json").read_text())["runs"]
+    cold = [r for r in runs_ if r["job"]["protocol"] == "cold-items"]
+    # pop x 2 seeds + kgmf x {full, none, shuffled} x 2 seeds
+    assert len(cold) == 8
+    assert {(r["job"]["kg_ratio"], r["job"]["kg_shuffle"]) for r in cold
+            if r["job"]["model"] == "kgmf"} == {(1.0, False), (0.0, False), (1.0, True)}
+    for r in cold:
+        assert 0 <= r["test"]["recall@20"] <= 1 and "auc" not in r["test"]
+        assert r["test_slices"]["all_items"]["random_recall@20"] < \
+            r["test_slices"]["cold"]["random_recall@20"]
+    kg_full = [r for r in runs_ if r["job"]["protocol"] == "ctr" and r["job"]["kg_ratio"] == 1
+               and not r["job"]["kg_shuffle"]]
+    assert all(r["test_topk"] for r in kg_full)  # the KG-value table's ranking column
+    row = next(line for line in md.splitlines()
+               if line.startswith("| kgmf |") and ("helps" in line or "effect" in line
+                                                   or "hurts" in line))
+    assert row.count(" / ") == 6  # three views, full / none / shuffled each
+
+
+def test_job_key_unchanged_for_ctr_runs():
+    """Logs written before ``protocol`` existed still resume: a CTR job's key ignores it."""
+    a = Job(dataset="music", model="mkr", seed=0)
+    assert a.key == Job(dataset="music", model="mkr", seed=0, protocol="ctr").key
+    assert a.key != Job(dataset="music", model="mkr", seed=0, protocol="cold-items").key
+    assert a.key == "e37c4ed8709d1feb"  # the key of this job in earlier logs

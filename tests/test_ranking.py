@@ -59,9 +59,9 @@ def random_queries(seed: int, n_queries: int = 50, n_items: int = 30) -> Queries
     )
 
 
-def reference(scores: np.ndarray, q: Queries, ks: tuple[int, ...], mask: bool
-              ) -> dict[str, float]:
-    """The definitions, one query at a time."""
+def reference(scores: np.ndarray, q: Queries, ks: tuple[int, ...], mask: bool,
+              candidates: np.ndarray | None = None) -> dict[str, float]:
+    """The definitions, one query at a time (ranking the ``candidates`` items only)."""
     acc = {f"{m}@{k}": 0.0 for m in TOPK_METRICS for k in ks}
     n = 0
     for j in range(len(q)):
@@ -72,7 +72,8 @@ def reference(scores: np.ndarray, q: Queries, ks: tuple[int, ...], mask: bool
         hist = set(q.hist_items[q.hist_indptr[j] : q.hist_indptr[j + 1]].tolist()) if mask \
             else set()
         row = scores[q.users[j]]
-        ranked = sorted((i for i in range(len(row)) if i not in hist), key=lambda i: -row[i])
+        ranked = sorted((i for i in range(len(row)) if i not in hist
+                         and (candidates is None or candidates[i])), key=lambda i: -row[i])
         for k in ks:
             top = ranked[:k]
             h = [i in targets for i in top]
@@ -105,6 +106,39 @@ def test_matches_reference_for_any_block_size(seed: int, mask: bool) -> None:
     assert model.training  # mode restored
     q.mask_history = mask  # the default follows the queries
     assert evaluate_ranking(model, q, n_items=n_items, ks=ks) == pytest.approx(ref, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_candidates_rank_only_those_items(seed: int) -> None:
+    """``Queries.candidates`` (the cold-items protocol's new-item shelf): the ranking is over
+    the candidate items only; a non-candidate target is unreachable but still relevant."""
+    n_items = 30
+    scores = np.random.default_rng(200 + seed).standard_normal((20, n_items))
+    cand = np.random.default_rng(seed).random(n_items) < 0.4
+    q = random_queries(seed, n_items=n_items).with_candidates(cand)
+    ks = (1, 5, 10, 50)
+    ref = reference(scores.astype(np.float32), q, ks, True, cand)
+    for max_scores in (1, 7 * n_items, 2**22):
+        got = evaluate_ranking(FixedScores(scores), q, n_items=n_items, ks=ks,
+                               max_scores=max_scores)
+        assert got == pytest.approx(ref, abs=1e-12), max_scores
+    # subsets and target slices keep the candidates; recommendations stay inside them
+    np.testing.assert_array_equal(q.subset(np.arange(5)).candidates, cand)
+    np.testing.assert_array_equal(q.with_targets(np.ones(n_items, bool)).candidates, cand)
+    top = recommend_queries(FixedScores(scores), q, 50, n_items=n_items)
+    assert cand[top[top >= 0]].all() and (top[:, int(cand.sum()):] == -1).all()
+    # the random floor counts candidates only: min(K, C) / C per query
+    from kgrec.eval.ranking import random_recall
+    got = random_recall(q, n_items, (5,))["random_recall@5"]
+    rows = [j for j in range(len(q)) if q.tgt_indptr[j + 1] > q.tgt_indptr[j]]
+    c = [max(1, int(cand.sum()) - len({int(x) for x in q.hist_items[q.hist_indptr[j]:
+                                                                       q.hist_indptr[j + 1]]
+                                       if cand[x]})) for j in rows]
+    assert got == pytest.approx(np.mean([min(5, x) / x for x in c]))
+    with pytest.raises(ValueError, match="one per item"):
+        evaluate_ranking(FixedScores(scores), q.with_candidates(cand[:-1]), n_items=n_items)
+    with pytest.raises(ValueError, match="at least one item"):
+        q.with_candidates(np.zeros(n_items, bool))
 
 
 def test_hand_computed_metrics() -> None:

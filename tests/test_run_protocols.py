@@ -27,6 +27,20 @@ def test_ranking_protocol_writes_named_metrics(tmp_path, protocol, model):
     assert m["test_topk"] is None  # the CTR-only top-K pass is not run
     best = m["history"][m["best_epoch"]]["valid"]["ndcg@10"]
     assert best == max(h["valid"]["ndcg@10"] for h in m["history"])
+    if protocol == "cold-items":  # ranked among the new items; also among all of them
+        from kgrec.experiments.run import evaluate_run
+        from kgrec.retrieval.artifact import load_split
+
+        split = load_split(res.run_dir)
+        q = split.test_queries
+        assert q.candidates is not None and not q.candidates[split.train[:, 1]].any()
+        assert q.candidates[q.tgt_items].all()
+        assert set(m["test_slices"]) >= {"cold", "all_items"}
+        assert m["test_slices"]["cold"]["recall@20"] == pytest.approx(m["test"]["recall@20"])
+        assert m["test_slices"]["all_items"]["random_recall@20"] < \
+            m["test_slices"]["cold"]["random_recall@20"]
+        again = evaluate_run(res.run_dir)
+        assert again["test"]["recall@20"] == pytest.approx(m["test"]["recall@20"])
 
 
 def test_monitor_defaults():

@@ -163,6 +163,8 @@ def test_cold_items(seed: int) -> None:
     assert sorted(vq.users.tolist() + tq.users.tolist()) == expected_users
     for q in (vq, tq):
         assert q.mask_history
+        # the queries rank the cold items only (the new-item shelf)
+        assert set(np.flatnonzero(q.candidates).tolist()) == cold
         for j, x in enumerate(q.users.tolist()):
             assert q.hist_items[q.hist_indptr[j] : q.hist_indptr[j + 1]].tolist() == [
                 y for y in seqs[x] if y not in cold]

@@ -672,7 +672,8 @@ def _floats(text: str, flag: str) -> list[float]:
 
 
 def _benchmark_command(datasets, models, seeds, sections, quick, workers, negatives, name,
-                       sparse_models, kg_models, kg_seeds, sparse_ratios, kg_ratios) -> str:
+                       sparse_models, kg_models, kg_seeds, sparse_ratios, kg_ratios,
+                       cold: dict[str, Any] | None = None) -> str:
     parts = ["kgrec benchmark", f"--datasets {datasets}", f"--models {models}",
              f"--seeds {seeds}", f"--sections {sections}"]
     parts += ["--quick"] if quick else []
@@ -684,6 +685,8 @@ def _benchmark_command(datasets, models, seeds, sections, quick, workers, negati
     parts += [f"--kg-seeds {kg_seeds}"] if kg_seeds is not None else []
     parts += [f"--sparse-ratios {sparse_ratios}"] if sparse_ratios else []
     parts += [f"--kg-ratios {kg_ratios}"] if kg_ratios else []
+    parts += [f"--{k.replace('_', '-')} {v}" for k, v in (cold or {}).items()
+              if v is not None]
     return " ".join(parts)
 
 
@@ -694,7 +697,7 @@ def benchmark(
                                help="comma-separated, or 'all' (the MKR paper's table)"),
     seeds: int = typer.Option(5, help="seeds 0..N-1 per model (ctr section)"),
     sections: str = typer.Option("ctr,sparse,kg,sensitivity",
-                                 help="any of ctr, sparse, kg, sensitivity"),
+                                 help="any of ctr, sparse, kg, sensitivity, cold"),
     quick: bool = typer.Option(False, "--quick",
                                help="smoke-test size: 2 seeds, 3 epochs, few settings"),
     workers: int = typer.Option(1, help="parallel runs (one torch thread each when > 1)"),
@@ -710,6 +713,10 @@ def benchmark(
     kg_seeds: int | None = typer.Option(None, help="seeds of the KG ablations"),
     sparse_ratios: str | None = typer.Option(None, help="training ratios, e.g. 0.1,0.5,1"),
     kg_ratios: str | None = typer.Option(None, help="KG size ratios, e.g. 0.1,0.5"),
+    cold_models: str | None = typer.Option(None, help="KG models of the cold section"),
+    cold_baselines: str | None = typer.Option(None,
+                                              help="interaction-only models of the cold section"),
+    cold_seeds: int | None = typer.Option(None, help="seeds of the cold section"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """Reproduce the MKR paper's comparison.
@@ -733,6 +740,12 @@ def benchmark(
         kw["sparse_ratios"] = _cli_floats(sparse_ratios, "--sparse-ratios")
     if kg_ratios:
         kw["kg_ratios"] = _cli_floats(kg_ratios, "--kg-ratios")
+    if cold_models:
+        kw["cold_models"] = _csv(cold_models)
+    if cold_baselines:
+        kw["cold_baselines"] = _csv(cold_baselines)
+    if cold_seeds is not None:
+        kw["cold_seeds"] = cold_seeds
     try:
         cfg = BenchmarkConfig(
             datasets=_csv(datasets),
@@ -743,7 +756,10 @@ def benchmark(
             fresh=fresh, command=_benchmark_command(datasets, models, seeds, sections, quick,
                                                     workers, negatives, name, sparse_models,
                                                     kg_models, kg_seeds, sparse_ratios,
-                                                    kg_ratios), **kw)
+                                                    kg_ratios,
+                                                    {"cold_models": cold_models,
+                                                     "cold_baselines": cold_baselines,
+                                                     "cold_seeds": cold_seeds}), **kw)
         res = run_benchmark(cfg, progress=not quiet, log=typer.echo)
     except (DataError, KeyError, ValueError, FileNotFoundError, RuntimeError) as exc:
         _fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))

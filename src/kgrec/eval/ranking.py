@@ -43,6 +43,12 @@ def _ranked_query_blocks(
     scored ``-inf``. Must run inside :func:`~kgrec.eval.evaluator._inference`."""
     device = _device(model)
     block_size = max(1, int(max_scores) // n_items)
+    outside = None  # items the queries may not return (Queries.candidates)
+    if queries.candidates is not None:
+        if len(queries.candidates) != n_items:
+            raise ValueError(f"queries.candidates has {len(queries.candidates)} entries, "
+                             f"expected one per item ({n_items})")
+        outside = torch.from_numpy(~queries.candidates).to(device)
     for start in range(0, len(rows), block_size):
         br = rows[start : start + block_size]
         users = torch.from_numpy(queries.users[br]).to(device)
@@ -59,6 +65,8 @@ def _ranked_query_blocks(
             neg_inf = torch.tensor(float("-inf"), dtype=scores.dtype, device=scores.device)
             scores = scores.index_put((torch.from_numpy(pos).to(scores.device),
                                        torch.from_numpy(items).to(scores.device)), neg_inf)
+        if outside is not None:
+            scores = scores.masked_fill(outside, float("-inf"))
         values, indices = torch.topk(scores, k, dim=1)
         yield br, values, indices, masked
 
@@ -92,7 +100,8 @@ def evaluate_ranking(
     max_history: int = 200,
     mask_history: bool | None = None,
 ) -> dict[str, float | int]:
-    """Top-K metrics of ``model`` on ``queries`` by full ranking over all ``n_items`` items.
+    """Top-K metrics of ``model`` on ``queries`` by full ranking over all ``n_items`` items
+    (or over ``queries.candidates`` where set: the others rank last and never hit).
 
     Args:
         model: scored by ``score_queries(users, history)`` on its own device, in eval mode
@@ -145,6 +154,8 @@ def evaluate_ranking(
             tkeys = q_in_block[in_block] * n_items + t_item[lo:hi][in_block]
             # masked items rank last and never count as hits
             hits = _member(ranked, tkeys) & ~_member(ranked, masked)
+            if queries.candidates is not None:  # non-candidates rank last, never hit
+                hits &= queries.candidates[indices.cpu().numpy()]
             for key, value in topk_sums(hits, n_relevant[br], ks).items():
                 totals[key] += value
     n = len(rows)
@@ -180,7 +191,7 @@ def recommend_queries(
             model, queries, np.arange(len(queries)), kk, n_items, mask=mask,
             max_scores=max_scores, max_history=max_history,
         ):
-            if mask:
+            if mask or queries.candidates is not None:
                 indices = indices.masked_fill(values == float("-inf"), -1)
             out[br] = indices.cpu().numpy()
     return out
@@ -223,14 +234,19 @@ def novel_category_targets(queries: Queries, item_category: np.ndarray, *,
 
 def random_recall(queries: Queries, n_items: int, ks: Iterable[int]) -> dict[str, float]:
     """Expected ``recall@K`` of a uniformly random ranking, per query ``min(K, C) / C`` with
-    ``C`` the items it ranks (all items, less its masked history), averaged over the queries
+    ``C`` the items it ranks (all items or the queries' candidates, less its masked
+    history), averaged over the queries
     that have a target: the floor a cold-start model must clear."""
     n_t = np.diff(queries.tgt_indptr)
     rows = np.flatnonzero(n_t > 0)
-    c = np.full(len(rows), float(n_items))
+    cand = (np.ones(n_items, dtype=bool) if queries.candidates is None
+            else queries.candidates)
+    c = np.full(len(rows), float(cand.sum()))
     if queries.mask_history and len(rows):
         pos, items = queries.history_pairs(rows)
-        c -= np.bincount(np.unique(pos * n_items + items) // n_items, minlength=len(rows))
+        keys = np.unique(pos * n_items + items)
+        keys = keys[cand[keys % n_items]]
+        c -= np.bincount(keys // n_items, minlength=len(rows))
     c = np.maximum(c, 1.0)
     return {f"random_recall@{k}": float(np.mean(np.minimum(k, c) / c)) if len(rows) else 0.0
             for k in check_ks(ks)}

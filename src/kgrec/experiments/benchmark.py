@@ -10,7 +10,13 @@ worker processes), grouped into sections:
 * ``sparse``: training ratio 10% .. 100% with validation and test fixed;
 * ``kg``: KG ablations of the KG-aware models: the full graph, no graph, tails shuffled within
   each relation, and a share of the triples (KG size ratio);
-* ``sensitivity``: MKR against its KGE interval ``t`` and its dimension ``d``.
+* ``sensitivity``: MKR against its KGE interval ``t`` and its dimension ``d``;
+* ``cold``: cold-start items (``--protocol cold-items``: 10% of the items never seen in
+  training, ranked on the shelf of new items): each KG model with its full graph, with no
+  graph (its KG-blind twin) and with shuffled tails, against the interaction-only baselines
+  and the random floor; recall@20 over seeds with paired t-tests. With ``kg`` as well the
+  report ends with the *KG-value table*: full / none / shuffled under CTR AUC, full-ranking
+  recall@20 and cold-item recall@20, side by side.
 
 Every finished run is appended to ``<runs_dir>/<name>/jobs.jsonl``, so an interrupted
 benchmark resumes where it stopped (``fresh=True`` starts over). The report is written to
@@ -49,7 +55,7 @@ __all__ = [
     "write_report",
 ]
 
-SECTIONS = ("ctr", "sparse", "kg", "sensitivity")
+SECTIONS = ("ctr", "sparse", "kg", "sensitivity", "cold")
 
 DEFAULT_MODELS = (
     "pop", "item-cf", "bpr-mf", "mf", "fm", "wide-deep", "cke", "dkn", "ripplenet", "kgmf",
@@ -84,6 +90,8 @@ class BenchmarkConfig:
         sparse_models, sparse_ratios, sparse_seeds: the training-ratio study.
         kg_models, kg_ratios, kg_seeds: the KG ablations (models of the ``kg`` family only).
         intervals, dims, sensitivity_seeds: MKR's sensitivity to ``kge_interval`` and ``dim``.
+        cold_models, cold_baselines, cold_seeds: the cold-items study: KG models (each also
+            without and with a shuffled graph) and interaction-only baselines.
         negatives: ``fixed`` (the paper's sampled negatives) or ``resample``.
         topk_users: top-K ranking for at most this many test users per run (drawn with the
             run's seed; the same users for every model of a seed). None: all.
@@ -97,7 +105,7 @@ class BenchmarkConfig:
     datasets: list[str] = field(default_factory=lambda: ["music"])
     models: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
     seeds: int = 5
-    sections: list[str] = field(default_factory=lambda: list(SECTIONS))
+    sections: list[str] = field(default_factory=lambda: list(SECTIONS[:4]))  # not cold
     quick: bool = False
     quick_epochs: int = 3
     sparse_models: list[str] = field(
@@ -111,6 +119,10 @@ class BenchmarkConfig:
     intervals: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 10])
     dims: list[int] = field(default_factory=lambda: [2, 4, 8, 16, 32])
     sensitivity_seeds: int = 1
+    cold_models: list[str] = field(
+        default_factory=lambda: ["kgcn", "cke", "mkr", "ripplenet", "kgmf"])
+    cold_baselines: list[str] = field(default_factory=lambda: ["pop", "bpr-mf", "lightgcn"])
+    cold_seeds: int = 3
     negatives: str = "fixed"
     topk_users: int | None = 2000
     workers: int = 1
@@ -126,7 +138,8 @@ class BenchmarkConfig:
         bad = [s for s in self.sections if s not in SECTIONS]
         if bad:
             raise ValueError(f"unknown section(s) {', '.join(bad)}; known: {', '.join(SECTIONS)}")
-        for group in (self.models, self.sparse_models, self.kg_models):
+        for group in (self.models, self.sparse_models, self.kg_models, self.cold_models,
+                      self.cold_baselines):
             unknown = [m for m in group if m not in MODELS]
             if unknown:
                 raise ValueError(f"unknown model(s) {', '.join(unknown)}; known: "
@@ -138,6 +151,7 @@ class BenchmarkConfig:
             self.sparse_ratios = [0.2, 1.0]
             self.kg_ratios = [0.5]
             self.kg_seeds = min(self.kg_seeds, 2)
+            self.cold_seeds = min(self.cold_seeds, 2)
             self.intervals = [1, 3]
             self.dims = [4, 8]
         if self.name is None:
@@ -159,13 +173,17 @@ class Job:
     negatives: str = "fixed"
     topk: bool = False
     topk_users: int | None = None
+    protocol: str = "ctr"
 
     @property
     def key(self) -> str:
-        """Identity of the run (``topk`` excluded: a run with top-K serves one without)."""
+        """Identity of the run (``topk`` excluded: a run with top-K serves one without;
+        ``protocol`` only when not ``ctr``, so logs from before it existed still resume)."""
         d = asdict(self)
         d.pop("topk")
         d.pop("topk_users")
+        if d["protocol"] == "ctr":
+            d.pop("protocol")
         d["params"] = sorted(self.params)
         return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -213,9 +231,9 @@ def plan_jobs(cfg: BenchmarkConfig) -> list[Job]:
                 if _family(m) != "kg":
                     continue
                 for s in range(cfg.kg_seeds):
-                    add(mk(m, s))
-                    add(mk(m, s, kg_ratio=0.0))
-                    add(mk(m, s, kg_shuffle=True))
+                    add(mk(m, s, topk=True))  # the KG-value table reads full-ranking recall
+                    add(mk(m, s, kg_ratio=0.0, topk=True))
+                    add(mk(m, s, kg_shuffle=True, topk=True))
                     for r in cfg.kg_ratios:
                         add(mk(m, s, kg_ratio=float(r)))
         if "sensitivity" in cfg.sections:
@@ -224,6 +242,15 @@ def plan_jobs(cfg: BenchmarkConfig) -> list[Job]:
                     add(mk("mkr", s, params=(("kge_interval", int(t)),)))
                 for d in cfg.dims:
                     add(mk("mkr", s, params=(("dim", int(d)),)))
+        if "cold" in cfg.sections:
+            for s in range(cfg.cold_seeds):
+                for m in cfg.cold_baselines:
+                    add(mk(m, s, protocol="cold-items"))
+                for m in cfg.cold_models:
+                    add(mk(m, s, protocol="cold-items"))
+                    if _family(m) == "kg":
+                        add(mk(m, s, protocol="cold-items", kg_ratio=0.0))
+                        add(mk(m, s, protocol="cold-items", kg_shuffle=True))
     return list(jobs.values())
 
 
@@ -235,8 +262,8 @@ def run_job(job: Job, runs_dir: str, threads: int | None) -> dict[str, Any]:
     cfg = RunConfig(dataset=job.dataset, model=job.model, seed=job.seed, epochs=job.epochs,
                     negatives=job.negatives, train_ratio=job.train_ratio,
                     kg_ratio=job.kg_ratio, kg_shuffle=job.kg_shuffle, params=dict(job.params),
-                    topk=job.topk, topk_users=job.topk_users,
-                    out=str(Path(runs_dir) / job.key), threads=threads,
+                    topk=job.topk and job.protocol == "ctr", topk_users=job.topk_users,
+                    protocol=job.protocol, out=str(Path(runs_dir) / job.key), threads=threads,
                     progress=False, plot=False,
                     force=True)  # the resume log, not the folder, says what is done
     t0 = time.perf_counter()
@@ -248,6 +275,7 @@ def run_job(job: Job, runs_dir: str, threads: int | None) -> dict[str, Any]:
         "valid": m["valid"],
         "best_epoch": m["best_epoch"],
         "test_topk": m.get("test_topk"),
+        "test_slices": m.get("test_slices"),
         "seconds": time.perf_counter() - t0,
         "seconds_per_epoch": m["timings"]["seconds_per_epoch"],
         "data_checksum": m["data_checksum"],
@@ -281,7 +309,8 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True,
     done = {} if cfg.fresh else _load_log(log_path)
     if cfg.fresh and log_path.exists():
         log_path.unlink()
-    todo = [j for j in jobs if j.key not in done or (j.topk and not done[j.key]["test_topk"])]
+    todo = [j for j in jobs if j.key not in done
+            or (j.topk and j.protocol == "ctr" and not done[j.key]["test_topk"])]
     log(f"{len(jobs)} runs planned, {len(jobs) - len(todo)} already done, {len(todo)} to run "
         f"with {cfg.workers} worker(s)")
     t0 = time.perf_counter()
@@ -297,8 +326,9 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True,
         with log_path.open("a") as f:
             f.write(json.dumps(r, default=_json_default) + "\n")
         if bar is not None:
+            head = ("auc", "recall@20")["auc" not in r["test"]]
             bar.set_postfix_str(f"{r['job']['dataset']}/{r['job']['model']} "
-                                f"auc {r['test']['auc']:.4f}")
+                                f"{head} {r['test'].get(head, math.nan):.4f}")
             bar.update(1)
 
     if cfg.workers <= 1:
@@ -325,7 +355,8 @@ def _select(results: Iterable[dict[str, Any]], **where: Any) -> list[dict[str, A
     out = []
     for r in results:
         j = r["job"]
-        defaults = {"train_ratio": 1.0, "kg_ratio": 1.0, "kg_shuffle": False, "params": {}}
+        defaults = {"train_ratio": 1.0, "kg_ratio": 1.0, "kg_shuffle": False, "params": {},
+                    "protocol": "ctr"}
         if all(j.get(k, defaults.get(k)) == v for k, v in {**defaults, **where}.items()):
             out.append(r)
     return sorted(out, key=lambda r: r["job"]["seed"])
@@ -349,8 +380,8 @@ STALL_BAND = 0.01
 
 
 def stalled(r: dict[str, Any]) -> bool:
-    """The run's test AUC is within :data:`STALL_BAND` of 0.5."""
-    return abs(float(r["test"]["auc"]) - 0.5) < STALL_BAND
+    """The run's test AUC is within :data:`STALL_BAND` of 0.5 (ranking runs: never)."""
+    return "auc" in r["test"] and abs(float(r["test"]["auc"]) - 0.5) < STALL_BAND
 
 
 def ctr_rows(results: list[dict[str, Any]], dataset: str, models: list[str]
@@ -457,6 +488,10 @@ def write_report(cfg: BenchmarkConfig, results: list[dict[str, Any]], *,
             lines += _kg_section(cfg, results, ds, plots, out_dir)
         if "sensitivity" in cfg.sections:
             lines += _sensitivity_section(cfg, results, ds, plots, out_dir)
+        if "cold" in cfg.sections:
+            lines += _cold_section(cfg, results, ds)
+        if "cold" in cfg.sections and "kg" in cfg.sections:
+            lines += _kg_value_section(cfg, results, ds)
     versions = _versions()
     lines += ["## Environment", "",
               f"{versions.get('platform')}, Python {versions.get('python')}, torch "
@@ -622,3 +657,131 @@ def _sensitivity_section(cfg, results, ds, plots, out_dir) -> list[str]:
             "| AUC | " + " | ".join(f"{v:.4f}" for v in d_vals) + " |", "",
             f"![sensitivity]({png})", ""]
 
+
+
+def _metric(rs: list[dict[str, Any]], get: Callable[[dict[str, Any]], float | None]
+            ) -> dict[int, float]:
+    """``seed -> value`` of the runs where ``get`` finds the figure (stalled runs left out)."""
+    out = {}
+    for r in rs:
+        v = get(r)
+        if v is not None and not stalled(r):
+            out[r["job"]["seed"]] = float(v)
+    return out
+
+
+def _vs(full: dict[int, float], other: dict[int, float]) -> float:
+    """p of the paired t-test of ``full`` against ``other`` over their common seeds."""
+    common = sorted(set(full) & set(other))
+    if len(common) < 2:
+        return math.nan
+    return paired_ttest([full[s] for s in common], [other[s] for s in common])[1]
+
+
+def _ms(vals: dict[int, float]) -> tuple[float, float]:
+    return mean_std(list(vals.values())) if vals else (math.nan, math.nan)
+
+
+def _cold_recall(r: dict[str, Any], k: int = 20) -> float | None:
+    return r["test"].get(f"recall@{k}")
+
+
+def _cold_section(cfg, results, ds) -> list[str]:
+    n = cfg.cold_seeds
+    sel = {"dataset": ds, "protocol": "cold-items"}
+    base = {m: _metric(_select(results, model=m, **sel)[:n], _cold_recall)
+            for m in cfg.cold_baselines}
+    floor = [r["test_slices"]["cold"].get("random_recall@20")
+             for m in [*cfg.cold_baselines, *cfg.cold_models]
+             for r in _select(results, model=m, **sel)[:n] if r.get("test_slices")]
+    rand = float(np.mean([f for f in floor if f is not None])) if floor else math.nan
+    best_cf = max(base, key=lambda m: _ms(base[m])[0], default=None) if base else None
+    out = ["### Cold-start items: can the graph place a new item?", "",
+           f"`--protocol cold-items`, seeds 0..{n - 1}: 10% of the items never seen in "
+           "training; each test user's cold items are ranked among all the cold items (the "
+           "shelf of new arrivals; ranked among all items instead, every model's cold recall "
+           "is about 0: the `all R@20` column). A model that knows an item by its id alone "
+           "ranks new items at random (the *random* row: min(20, C) / C). *pop* has no count "
+           "for any new item, so its order is the ties' order (by item index). Recall@20, "
+           "mean ± std; p: paired t-test over the same seeds.", "",
+           "| model | cold R@20 | NDCG@20 | x random | all R@20 | no KG | p | "
+           "shuffled tails | p |",
+           "|---|---|---|---|---|---|---|---|---|"]
+
+    def row(m: str, rs: list[dict[str, Any]], abl: tuple[str, ...] = ("—",) * 4) -> str:
+        rec = _metric(rs, _cold_recall)
+        nd = _metric(rs, lambda r: r["test"].get("ndcg@20"))
+        allr = _metric(rs, lambda r: (r.get("test_slices") or {}).get("all_items", {})
+                       .get("recall@20"))
+        mean = _ms(rec)[0]
+        times = f"{mean / rand:.2f}" if math.isfinite(rand) and rand > 0 else "—"
+        return (f"| {m} | {_fmt(*_ms(rec))} | {_fmt(*_ms(nd))} | {times} | "
+                f"{_ms(allr)[0]:.4f} | " + " | ".join(abl) + " |")
+
+    for m in cfg.cold_baselines:
+        out.append(row(m, _select(results, model=m, **sel)[:n]))
+    for m in cfg.cold_models:
+        full = _select(results, model=m, **sel)[:n]
+        if not full:
+            continue
+        if _family(m) != "kg":
+            out.append(row(m, full))
+            continue
+        f = _metric(full, _cold_recall)
+        none = _metric(_select(results, model=m, kg_ratio=0.0, **sel)[:n], _cold_recall)
+        shuf = _metric(_select(results, model=m, kg_shuffle=True, **sel)[:n], _cold_recall)
+        out.append(row(m, full, (_fmt(*_ms(none)), _p(_vs(f, none)), _fmt(*_ms(shuf)),
+                                 _p(_vs(f, shuf)))))
+    out.append(f"| random | {rand:.4f} | — | 1.00 | — | — | — | — | — |")
+    kg_best = max((m for m in cfg.cold_models if _family(m) == "kg"),
+                  key=lambda m: _ms(_metric(_select(results, model=m, **sel)[:n],
+                                            _cold_recall))[0], default=None)
+    if kg_best is not None and best_cf is not None:
+        kb = _metric(_select(results, model=kg_best, **sel)[:n], _cold_recall)
+        out += ["", f"Best KG model **{kg_best}** ({_ms(kb)[0]:.4f}) against the best "
+                f"baseline **{best_cf}** ({_ms(base[best_cf])[0]:.4f}): "
+                f"{_ms(kb)[0] / max(_ms(base[best_cf])[0], 1e-12):.2f}x, "
+                f"p = {_p(_vs(kb, base[best_cf]))}."]
+    return [*out, ""]
+
+
+def _kg_value_section(cfg, results, ds) -> list[str]:
+    """Full KG vs no KG vs shuffled tails, under CTR AUC, full-ranking recall@20 (the CTR
+    runs' top-K) and cold-item recall@20: where is a graph worth building?"""
+    models = [m for m in cfg.kg_models if _family(m) == "kg" and m in cfg.cold_models]
+    if not models:
+        return []
+    views = (
+        ("CTR AUC", "ctr", cfg.kg_seeds, lambda r: r["test"].get("auc")),
+        ("ranking R@20", "ctr", cfg.kg_seeds,
+         lambda r: (r.get("test_topk") or {}).get("recall@20")),
+        ("cold R@20", "cold-items", cfg.cold_seeds, _cold_recall),
+    )
+    out = ["### The KG-value table", "",
+           "Each cell: full KG / no KG / shuffled tails (means over the seeds of the `kg` and "
+           "`cold` sections), then the verdict: **helps** where the full graph beats both "
+           "ablations with p < 0.05 (paired t-test), **hurts** where either ablation beats it "
+           "with p < 0.05, else *no effect*.", "",
+           "| model | " + " | ".join(v[0] for v in views) + " |",
+           "|---|" + "---|" * len(views)]
+    for m in models:
+        cells = []
+        for _, protocol, n, get in views:
+            sel = {"dataset": ds, "model": m, "protocol": protocol}
+            f = _metric(_select(results, **sel)[:n], get)
+            a = _metric(_select(results, kg_ratio=0.0, **sel)[:n], get)
+            b = _metric(_select(results, kg_shuffle=True, **sel)[:n], get)
+            if not f:
+                cells.append("—")
+                continue
+            pa, pb = _vs(f, a), _vs(f, b)
+            fm, am, bm = _ms(f)[0], _ms(a)[0], _ms(b)[0]
+            if pa < 0.05 and pb < 0.05 and fm > am and fm > bm:
+                verdict = "**helps**"
+            elif (pa < 0.05 and am > fm) or (pb < 0.05 and bm > fm):
+                verdict = "**hurts**"
+            else:
+                verdict = "no effect"
+            cells.append(f"{fm:.4f} / {am:.4f} / {bm:.4f} {verdict}")
+        out.append(f"| {m} | " + " | ".join(cells) + " |")
+    return [*out, ""]

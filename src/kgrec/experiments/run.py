@@ -406,13 +406,16 @@ DIVERSE_LAST = 10
 def _test_slices(model: Recommender, split: Split, cfg: RunConfig, n_items: int,
                  item_category: np.ndarray | None = None) -> dict[str, dict]:
     """Ranking metrics of the test queries on tail and cold items
-    (:func:`kgrec.eval.ranking.item_slices` of the training clicks) and, where the data has
+    (:func:`kgrec.eval.ranking.item_slices` of the training clicks), ranked among all items
+    (``all_items``) where the queries rank candidates only, and, where the data has
     categories, on the ``diverse`` targets (a category new to the user's last
     :data:`DIVERSE_LAST` items: :func:`kgrec.eval.ranking.novel_category_targets`)."""
     from kgrec.eval.ranking import evaluate_slices, item_slices, novel_category_targets
 
     train = split.train[split.train[:, 2] == 1]
     slices: dict[str, Any] = dict(item_slices(train[:, 1], n_items))
+    if split.test_queries.candidates is not None:  # cold-items: also ranked among all items
+        slices["all_items"] = split.test_queries.with_candidates(None)
     if item_category is not None:
         slices["diverse"] = novel_category_targets(split.test_queries, item_category,
                                                    last=DIVERSE_LAST)

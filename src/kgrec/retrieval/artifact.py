@@ -120,6 +120,8 @@ def save_split(run_dir: str | Path, split) -> Path:
             for f in ("users", "hist_indptr", "hist_items", "tgt_indptr", "tgt_items"):
                 arrays[f"{part}.{f}"] = getattr(q, f)
             arrays[f"{part}.mask_history"] = np.array(bool(q.mask_history))
+            if q.candidates is not None:
+                arrays[f"{part}.candidates"] = q.candidates
     path = Path(run_dir) / "split.npz"
     _savez(path, arrays)
     return path
@@ -140,7 +142,8 @@ def load_split(run_dir: str | Path):
             queries[part] = Queries(
                 *(a[f"{part}.{f}"] for f in ("users", "hist_indptr", "hist_items", "tgt_indptr",
                                               "tgt_items")),
-                mask_history=bool(a[f"{part}.mask_history"]))
+                mask_history=bool(a[f"{part}.mask_history"]),
+                candidates=a.get(f"{part}.candidates"))
     return Split(a["train"], a["valid"], a["test"], protocol=str(a["protocol"]), **queries)
 
 
