@@ -203,6 +203,17 @@ def _family(model: str) -> str:
     return MODELS[resolve_name(model)].family
 
 
+def _uses_kg(model: str) -> bool:
+    """The model reads the KG: the ``kg`` family, or a model with a ``kg`` switch (the
+    two-tower model's KG fields); such models get the no-KG and shuffled ablations."""
+    from kgrec.models import MODELS, resolve_name
+
+    spec = MODELS[resolve_name(model)]
+    if spec.family == "kg":
+        return True
+    return any(f.name == "kg" for f in dataclasses.fields(spec.config_class))
+
+
 def plan_jobs(cfg: BenchmarkConfig) -> list[Job]:
     """Every run the benchmark needs (duplicates merged; top-K where a section reads it)."""
     jobs: dict[str, Job] = {}
@@ -248,7 +259,7 @@ def plan_jobs(cfg: BenchmarkConfig) -> list[Job]:
                     add(mk(m, s, protocol="cold-items"))
                 for m in cfg.cold_models:
                     add(mk(m, s, protocol="cold-items"))
-                    if _family(m) == "kg":
+                    if _uses_kg(m):
                         add(mk(m, s, protocol="cold-items", kg_ratio=0.0))
                         add(mk(m, s, protocol="cold-items", kg_shuffle=True))
     return list(jobs.values())
@@ -724,7 +735,7 @@ def _cold_section(cfg, results, ds) -> list[str]:
         full = _select(results, model=m, **sel)[:n]
         if not full:
             continue
-        if _family(m) != "kg":
+        if not _uses_kg(m):
             out.append(row(m, full))
             continue
         f = _metric(full, _cold_recall)
@@ -733,7 +744,7 @@ def _cold_section(cfg, results, ds) -> list[str]:
         out.append(row(m, full, (_fmt(*_ms(none)), _p(_vs(f, none)), _fmt(*_ms(shuf)),
                                  _p(_vs(f, shuf)))))
     out.append(f"| random | {rand:.4f} | — | 1.00 | — | — | — | — | — |")
-    kg_best = max((m for m in cfg.cold_models if _family(m) == "kg"),
+    kg_best = max((m for m in cfg.cold_models if _uses_kg(m)),
                   key=lambda m: _ms(_metric(_select(results, model=m, **sel)[:n],
                                             _cold_recall))[0], default=None)
     if kg_best is not None and best_cf is not None:
