@@ -31,9 +31,9 @@ from torch import nn
 
 from kgrec.data.sampling import PairSet
 from kgrec.models.base import Recommender, Task, TrainData
-from kgrec.models.cf.pop import fit_platt
+from kgrec.models.cf.pop import fit_calibration
 
-__all__ = ["BPRMF", "BPRConfig", "build", "sample_bpr_triples"]
+__all__ = ["BPRMF", "BPRConfig", "BPRRows", "bpr_rows", "build", "sample_bpr_triples"]
 
 
 @dataclass
@@ -67,6 +67,42 @@ class BPRConfig:
             raise ValueError(f"calib_holdout must lie in [0, 1), got {self.calib_holdout}")
         if self.init_std < 0:
             raise ValueError(f"init_std must be >= 0, got {self.init_std}")
+
+
+@dataclass
+class BPRRows:
+    """What a BPR-trained model draws its triples from (see :func:`bpr_rows`).
+
+    Attributes:
+        pos: ``(n, 2)`` the positives ``(user, item)`` trained on.
+        exclude: every training positive (held-out ones included): never drawn as negatives.
+        calib_rows: the labelled rows the CTR calibration is fitted on.
+        seed: the run's seed (from torch's generator) for the per-epoch negatives.
+    """
+
+    pos: np.ndarray
+    exclude: PairSet
+    calib_rows: np.ndarray
+    seed: int
+
+
+def bpr_rows(data: TrainData, n_users: int, n_items: int, *, holdout: float = 0.0) -> BPRRows:
+    """The labelled training rows of ``data`` checked against the vocabulary and split for BPR
+    training: with ``holdout > 0`` a seeded share of the rows is kept out of training and
+    calibrates the CTR logits instead (otherwise every row does both)."""
+    train = data.train_rows()
+    if len(train) and (train[:, :2].min() < 0 or train[:, 0].max() >= n_users
+                       or train[:, 1].max() >= n_items):
+        raise ValueError("training rows hold user or item ids out of range")
+    # torch's generator is seeded by the run: the negatives follow the run's seed
+    seed = int(torch.randint(0, 2**31 - 1, (1,)))
+    exclude = PairSet(train[train[:, 2] == 1, 0], train[train[:, 2] == 1, 1], n_items)
+    calib_rows = train
+    if holdout > 0:
+        held = np.random.default_rng([seed, 2**31]).random(len(train)) < holdout
+        calib_rows, train = train[held], train[~held]
+    return BPRRows(pos=train[train[:, 2] == 1][:, :2], exclude=exclude,
+                   calib_rows=calib_rows, seed=seed)
 
 
 def sample_bpr_triples(
@@ -176,33 +212,16 @@ class BPRMF(Recommender):
         reg = (pu**2).sum(-1) + (qi**2).sum(-1) + (qj**2).sum(-1) + bi**2 + bj**2
         return F.softplus(-x_uij).mean() + self.config.l2_weight * reg.mean()
 
-    @torch.no_grad()
     def fit_calibration(self, rows: np.ndarray) -> float:
-        """Fit ``calib = (a, b)`` on labelled ``(user, item, label)`` rows; returns their
-        log-loss under the new calibration."""
-        rows = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
-        if len(rows) == 0:
-            return 0.0
-        x = self.raw_score(torch.from_numpy(rows[:, 0]), torch.from_numpy(rows[:, 1]))
-        a, b = fit_platt(x.double().cpu().numpy(), rows[:, 2] == 1)
-        self.calib.copy_(torch.tensor([a, b], dtype=torch.float32))
-        y = torch.from_numpy(rows[:, 2] == 1).float()
-        return float(F.binary_cross_entropy_with_logits(a * x + b, y))
+        """Fit ``calib = (a, b)`` on labelled ``(user, item, label)`` rows; their log-loss
+        (:func:`kgrec.models.cf.pop.fit_calibration`)."""
+        return fit_calibration(self, rows)
 
     def tasks(self, data: TrainData) -> list[Task]:
         cfg = self.config
-        train = data.train_rows()
-        if len(train) and (train[:, 1].min() < 0 or train[:, 1].max() >= self.n_items
-                           or train[:, 0].min() < 0 or train[:, 0].max() >= self.n_users):
-            raise ValueError("training rows hold user or item ids out of range")
-        # torch's generator is seeded by the run: the negatives follow the run's seed
-        base_seed = int(torch.randint(0, 2**31 - 1, (1,)))
-        exclude = PairSet(train[train[:, 2] == 1, 0], train[train[:, 2] == 1, 1], self.n_items)
-        calib_rows = train
-        if cfg.calibrate and cfg.calib_holdout > 0:
-            held = np.random.default_rng([base_seed, 2**31]).random(len(train)) < cfg.calib_holdout
-            calib_rows, train = train[held], train[~held]
-        pos = train[train[:, 2] == 1][:, :2]
+        rows = bpr_rows(data, self.n_users, self.n_items,
+                        holdout=cfg.calib_holdout if cfg.calibrate else 0.0)
+        pos, exclude, calib_rows, base_seed = rows.pos, rows.exclude, rows.calib_rows, rows.seed
 
         def triples(epoch: int) -> np.ndarray:
             rng = np.random.default_rng([base_seed, epoch])

@@ -13,8 +13,9 @@ training rows. The regression sees each training row's score *without the row it
 the fitted threshold then transfers to the validation and test rows. ``a`` is kept positive so
 the logits always rank items by popularity (AUC and top-K do not depend on ``(a, b)``).
 
-Ties: items with equal counts get equal scores (the AUC counts such ties as one half); no
-offset is added, because any per-item offset would be an arbitrary ranking, not popularity.
+Ties: items with equal counts get equal scores (the AUC counts such ties as one half; the
+ranking evaluator breaks them at random per query, :mod:`kgrec.eval.ranking`); no offset is
+added, because any per-item offset would be an arbitrary ranking, not popularity.
 
 :func:`fit_platt` is the shared 1-D calibration of the interaction-only baselines
 (``bpr-mf``, ``item-cf`` use it as well).
@@ -29,7 +30,25 @@ import torch
 
 from kgrec.models.base import Recommender, Task, TrainData
 
-__all__ = ["Popularity", "PopularityConfig", "build", "fit_platt"]
+__all__ = ["Popularity", "PopularityConfig", "build", "fit_calibration", "fit_platt"]
+
+
+def fit_calibration(model: torch.nn.Module, rows: np.ndarray) -> float:
+    """Fit ``model.calib = (a, b)`` (Platt scaling, :func:`fit_platt`) of
+    ``model.raw_score(users, items)`` on labelled ``(user, item, label)`` rows; returns their
+    log-loss under the new calibration (0 where there are no rows). Shared by the models that
+    rank by a BPR score (BPR-MF, LightGCN, KGAT, KGIN)."""
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
+    if len(rows) == 0:
+        return 0.0
+    dev = model.calib.device
+    with torch.no_grad():
+        x = model.raw_score(torch.from_numpy(rows[:, 0]).to(dev),
+                            torch.from_numpy(rows[:, 1]).to(dev))
+        a, b = fit_platt(x.double().cpu().numpy(), rows[:, 2] == 1)
+        model.calib.copy_(torch.tensor([a, b], dtype=torch.float32))
+        y = torch.from_numpy(rows[:, 2] == 1).float().to(dev)
+        return float(torch.nn.functional.binary_cross_entropy_with_logits(a * x + b, y))
 
 
 def fit_platt(
