@@ -102,3 +102,24 @@ def test_uncertainty_weights_and_weighted_sum_by_hand():
     assert float(weighted_sum(losses, {"b": 0.1})) == pytest.approx(2.0 + 0.8)
     with pytest.raises(ValueError):
         weighted_sum({})
+
+
+def test_trained_items_and_id_keep_mask() -> None:
+    from kgrec.models.layers import id_keep_mask, trained_items
+
+    train = np.array([[0, 1, 1], [1, 1, 1], [0, 2, 0], [2, 4, 1]])  # item 2: a negative only
+    seen = trained_items(train, 5)
+    assert seen.tolist() == [False, True, False, False, True]
+    assert trained_items(None, 3).tolist() == [True, True, True]
+    seen_t = torch.from_numpy(seen)
+    items = torch.tensor([0, 1, 2, 4])
+    # inference: the never-trained items lose their own vector, whatever p
+    for p in (0.0, 0.5):
+        keep = id_keep_mask(items, seen_t, p, training=False)
+        assert keep.shape == (4, 1) and keep[:, 0].tolist() == [0.0, 1.0, 0.0, 1.0]
+    # training: dropped with probability p (seen items only ever kept when not dropped)
+    torch.manual_seed(0)
+    many = torch.ones(20000, dtype=torch.long)
+    kept = id_keep_mask(many, seen_t, 0.3, training=True).mean().item()
+    assert abs(kept - 0.7) < 0.02
+    assert id_keep_mask(many, seen_t, 0.0, training=True).mean().item() == 1.0

@@ -229,3 +229,20 @@ def test_loo_end_to_end_and_errors() -> None:
     bad = Queries([0], [0, 1], [99], [0, 1], [0])
     with pytest.raises(ValueError, match="hist_items"):
         evaluate_ranking(model, bad, n_items=25)
+
+
+def test_ties_are_broken_at_random_not_by_item_index() -> None:
+    # Every item scores the same; the targets are the 10 lowest ids. Ranked by index, the
+    # top 10 would hit every target (recall@10 = 1); a random order of the 200 items hits
+    # about 10 / 200 of them. The order is fixed (seed 0): the same figure on every call.
+    n_items = 200
+    model = FixedScores(np.zeros((10, n_items)))
+    q = Queries(users=np.arange(10), hist_indptr=np.zeros(11, np.int64),
+                hist_items=np.zeros(0, np.int64), tgt_indptr=np.arange(11),
+                tgt_items=np.arange(10))
+    out = evaluate_ranking(model, q, n_items=n_items, ks=(10,))
+    assert out["recall@10"] < 0.5
+    assert evaluate_ranking(model, q, n_items=n_items, ks=(10,)) == out
+    # a strict order is untouched by the tie-breaking
+    strict = FixedScores(np.tile(-np.arange(n_items, dtype=float), (10, 1)))
+    assert evaluate_ranking(strict, q, n_items=n_items, ks=(10,))["recall@10"] == 1.0

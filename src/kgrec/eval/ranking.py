@@ -4,6 +4,12 @@
 Each query ``(user, history)`` is scored over all items by ``model.score_queries`` (id models
 look the user up, sequential models encode the history), the history items are masked to
 ``-inf`` when the queries ask for it, and the top-K are compared with the query's targets.
+Equal scores are ordered at random, not by item index: query ``j`` breaks ties by the fixed
+permutation ``j mod P`` of a set of ``P`` (up to 64) random permutations of the items
+(seed 0), so a model with no information on some items (popularity on never-seen items, an id
+model on cold items) ranks them at random for each query, not in the dataset's id order
+(which often follows popularity or release date and would pass for skill), and the figures
+do not depend on the block size.
 Queries are scored in blocks of ``max_scores // n_items``: never a ``(n_queries, n_items)``
 matrix at once. Metric definitions are in :mod:`kgrec.eval.metrics`.
 """
@@ -49,6 +55,11 @@ def _ranked_query_blocks(
             raise ValueError(f"queries.candidates has {len(queries.candidates)} entries, "
                              f"expected one per item ({n_items})")
         outside = torch.from_numpy(~queries.candidates).to(device)
+    # ties: by one of P fixed random orders of the items per query (module docstring)
+    gen = torch.Generator().manual_seed(0)
+    n_orders = max(1, min(64, 2**22 // max(n_items, 1)))
+    orders = torch.stack([torch.randperm(n_items, generator=gen)
+                          for _ in range(n_orders)]).to(device)
     for start in range(0, len(rows), block_size):
         br = rows[start : start + block_size]
         users = torch.from_numpy(queries.users[br]).to(device)
@@ -67,8 +78,9 @@ def _ranked_query_blocks(
                                        torch.from_numpy(items).to(scores.device)), neg_inf)
         if outside is not None:
             scores = scores.masked_fill(outside, float("-inf"))
-        values, indices = torch.topk(scores, k, dim=1)
-        yield br, values, indices, masked
+        order = orders[torch.from_numpy(br % n_orders).to(device)]  # (b, n_items)
+        values, at = torch.topk(scores.gather(1, order), k, dim=1)
+        yield br, values, order.gather(1, at), masked
 
 
 def _member(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:

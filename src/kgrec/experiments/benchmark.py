@@ -713,7 +713,8 @@ def _cold_section(cfg, results, ds) -> list[str]:
            "shelf of new arrivals; ranked among all items instead, every model's cold recall "
            "is about 0: the `all R@20` column). A model that knows an item by its id alone "
            "ranks new items at random (the *random* row: min(20, C) / C). *pop* has no count "
-           "for any new item, so its order is the ties' order (by item index). Recall@20, "
+           "for any new item: all tie, and ties are broken at random per query (never by item "
+           "index, which follows popularity in some datasets). Recall@20, "
            "mean ± std; p: paired t-test over the same seeds.", "",
            "| model | cold R@20 | NDCG@20 | x random | all R@20 | no KG | p | "
            "shuffled tails | p |",

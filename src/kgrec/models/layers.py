@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -15,6 +16,8 @@ __all__ = [
     "entity_inputs",
     "gather_rows",
     "glorot_embedding",
+    "id_keep_mask",
+    "trained_items",
 ]
 
 
@@ -39,6 +42,28 @@ def gather_rows(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     ~8x faster backward on CPU for the skip-gram batches of M2GRL (its
     ``embedding_dense_backward`` sorts the indices)."""
     return _GatherRows.apply(table, idx)
+
+
+def trained_items(train: np.ndarray | None, n_items: int) -> np.ndarray:
+    """``(n_items,)`` bool: the items with a positive in the labelled training rows
+    ``(user, item, label)`` (all True where the caller has no such rows)."""
+    if train is None:
+        return np.ones(n_items, dtype=bool)
+    train = np.asarray(train, dtype=np.int64).reshape(-1, 3)
+    return np.bincount(train[train[:, 2] == 1, 1], minlength=n_items)[:n_items] > 0
+
+
+def id_keep_mask(items: torch.Tensor, seen: torch.Tensor, p: float,
+                 training: bool) -> torch.Tensor:
+    """``(*items.shape, 1)`` float mask on an item's own id vector, for cold start as in
+    DropoutNet (Volkovs et al., NeurIPS'17): in training each row's id vector is dropped with
+    probability ``p`` (the model learns to place an item from its content, here its KG
+    neighbours); at inference it is dropped for the items never trained on (``seen`` False),
+    whose id vectors are untrained noise."""
+    keep = seen[items]
+    if training and p > 0:
+        keep = keep & (torch.rand(items.shape, device=items.device) >= p)
+    return keep.unsqueeze(-1).to(torch.float32)
 
 
 def glorot_embedding(n: int, dim: int) -> nn.Parameter:

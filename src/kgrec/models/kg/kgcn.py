@@ -9,6 +9,11 @@ last round). The score is ``u . v_item``; the loss is BCE on the CTR rows plus
 ``l2_weight`` times the squared norms of every embedding table and aggregator weight
 (``tf.nn.l2_loss``), which here is Adam's coupled weight decay (the same gradient).
 
+Cold start (``id_dropout``, DropoutNet, Volkovs et al., NeurIPS'17): in training each row
+drops its item's own entity vector (hop 0) with probability ``id_dropout``, so that the
+aggregation learns to place an item from its neighbours alone; an item never trained on is
+placed from its neighbours alone (its own vector is untrained noise).
+
 An entity without any triple (an unlinked item) keeps itself as its neighbours over an
 extra "self" relation. The sampled neighbour tables are buffers saved with the model.
 """
@@ -23,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kgrec.models.base import Recommender, Task, TrainData
+from kgrec.models.layers import id_keep_mask, trained_items
 
 __all__ = ["KGCN", "KGCNConfig", "build", "sample_neighbors"]
 
@@ -31,7 +37,8 @@ __all__ = ["KGCN", "KGCNConfig", "build", "sample_neighbors"]
 class KGCNConfig:
     """dim: embedding size d; n_iter: H, receptive-field depth; n_neighbors: K, sampled
     neighbours per entity; lr: Adam learning rate; l2_weight: weight of the L2 term (see the
-    module docstring); batch_size: CTR rows per step."""
+    module docstring); batch_size: CTR rows per step; id_dropout: probability of dropping an
+    item's own vector per training row (cold start, see the module docstring; 0: off)."""
 
     dim: int = 16
     n_iter: int = 1
@@ -39,8 +46,11 @@ class KGCNConfig:
     lr: float = 5e-4
     l2_weight: float = 1e-4
     batch_size: int = 128
+    id_dropout: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.id_dropout < 1.0:
+            raise ValueError(f"id_dropout must be in [0, 1), got {self.id_dropout}")
         for name in ("dim", "n_iter", "n_neighbors", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -93,6 +103,7 @@ class KGCN(Recommender):
         self.biases = nn.ParameterList(nn.Parameter(torch.zeros(d)) for _ in range(cfg.n_iter))
         self.register_buffer("item_entity", torch.as_tensor(np.asarray(item_entity),
                                                             dtype=torch.long))
+        self.register_buffer("item_seen", torch.ones(n_items, dtype=torch.bool))
         self.register_buffer("adj_entity", torch.zeros(self.n_entities, k, dtype=torch.long))
         self.register_buffer("adj_relation",
                              torch.full((self.n_entities, k), n_relations, dtype=torch.long))
@@ -113,6 +124,8 @@ class KGCN(Recommender):
         b, d, k = len(users), cfg.dim, cfg.n_neighbors
         ents, rels = self._receptive_field(self.item_entity[items])
         vecs = [self.entity_emb[e] for e in ents]  # (b, K^h, d)
+        vecs[0] = vecs[0] * id_keep_mask(items, self.item_seen, cfg.id_dropout,
+                                         self.training).unsqueeze(1)
         rvecs = [self.relation_emb[r] for r in rels]
         for i in range(cfg.n_iter):
             act = torch.tanh if i == cfg.n_iter - 1 else torch.relu
@@ -146,6 +159,7 @@ class KGCN(Recommender):
                                         self.self_relation, rng)
         self.adj_entity.copy_(torch.from_numpy(adj_e))
         self.adj_relation.copy_(torch.from_numpy(adj_r))
+        self.item_seen.copy_(torch.from_numpy(trained_items(data.train, self.n_items)))
         return [Task(name="rec", source=data.rec_rows, loss=self.rec_loss,
                      params=[{"params": list(self.parameters()),
                               "weight_decay": cfg.l2_weight}],

@@ -1,12 +1,18 @@
 """KG-MF: matrix factorisation whose item vector adds the mean of the item's KG neighbours.
 
-``v_i = q_i + mean_{(i, r, t) in KG} (e_t + r_r)``; score ``u . v_i + b_i``; BCE loss.
+``v_i = q_i + mean_{(i, r, t) in KG} (e_t + r_r)``; score ``u . v_i + b_i``; BCE loss. With
+``kg_bias`` the item bias gains a KG part too, ``b_i + mean_{(i, r, t) in KG} c_t`` with one
+learned scalar ``c_t`` per entity: how much the items linked to ``t`` are clicked overall (an
+actor's, a genre's, an award's draw), which is what places a new item among other new ones.
 
 A deliberately small, transparent KG-aware reference in the spirit of CKE's item
 representation (collaborative offset + structural embedding; Zhang et al., KDD'16): items that
 share KG neighbours share parameters, so sparse items borrow signal from their neighbours.
-With ``use_kg=False`` it is plain MF, its KG-blind twin — the pair used to check that the
-synthetic dataset's planted KG structure is learnable.
+Cold start (``id_dropout``, DropoutNet, Volkovs et al., NeurIPS'17): each training row drops
+its item's own ``q_i`` and ``b_i`` with probability ``id_dropout``, so the KG term learns to
+stand alone; an item never trained on is scored from its KG term alone (its ``q_i``, ``b_i``
+are untrained noise). With ``use_kg=False`` it is plain MF, its KG-blind twin — the pair
+used to check that the synthetic dataset's planted KG structure is learnable.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kgrec.models.base import Recommender, Task, TrainData
-from kgrec.models.layers import entity_inputs, glorot_embedding
+from kgrec.models.layers import entity_inputs, glorot_embedding, id_keep_mask, trained_items
 
 __all__ = ["KGMF", "KGMFConfig", "build"]
 
@@ -28,8 +34,11 @@ __all__ = ["KGMF", "KGMFConfig", "build"]
 class KGMFConfig:
     """dim: embedding size; lr: Adam learning rate; l2_weight: L2 as Adam weight decay on
     the embeddings; batch_size: rows per step; use_kg: add the KG-neighbour term;
-    entity_init: a KGE run directory whose entity vectors start the entity table (sequential
-    use of the KG, ``dim`` must match); freeze_entities: keep the whole entity table fixed."""
+    id_dropout: probability of dropping an item's own vector and bias per training row (cold
+    start, see the module docstring; 0: off); entity_init: a KGE run directory whose entity
+    vectors start the entity table (sequential use of the KG, ``dim`` must match);
+    freeze_entities: keep the whole entity table fixed; kg_bias: add the KG part of the item
+    bias (see the module docstring)."""
 
     dim: int = 16
     lr: float = 1e-2
@@ -38,6 +47,12 @@ class KGMFConfig:
     use_kg: bool = True
     entity_init: str | None = None
     freeze_entities: bool = False
+    id_dropout: float = 0.0
+    kg_bias: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.id_dropout < 1.0:
+            raise ValueError(f"id_dropout must be in [0, 1), got {self.id_dropout}")
 
 
 class KGMF(Recommender):
@@ -62,7 +77,10 @@ class KGMF(Recommender):
         self.user_emb = glorot_embedding(n_users, d)
         self.item_emb = glorot_embedding(n_items, d)
         self.item_bias = nn.Parameter(torch.zeros(n_items))
+        self.register_buffer("item_seen", torch.ones(n_items, dtype=torch.bool))
         self.entity_emb = glorot_embedding(max(n_entities, 1), d)
+        if cfg.kg_bias:
+            self.entity_bias = nn.Parameter(torch.zeros(max(n_entities, 1)))
         self.relation_emb = glorot_embedding(max(n_relations, 1), d)
         # (item, triple) incidence, row-normalised: mean over the item's outgoing triples
         item_entity = np.arange(n_items) if item_entity is None else np.asarray(item_entity)
@@ -86,19 +104,39 @@ class KGMF(Recommender):
         self.register_buffer("kg_rel", torch.as_tensor(kg[:, 1]), persistent=False)
         self.register_buffer("kg_tail", torch.as_tensor(kg[:, 2]), persistent=False)
 
-    def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
-        q = self.item_emb if items is None else self.item_emb[items]
+    def _kg_part(self) -> torch.Tensor | None:
+        """``(n_items, d)``: the mean of each item's ``e_t + r_r`` (None without a KG)."""
         if not self.config.use_kg or len(self.kg_tail) == 0:
-            return q
+            return None
         neigh = self.entity_emb[self.kg_tail] + self.relation_emb[self.kg_rel]
-        kg_part = torch.sparse.mm(self.adj, neigh)
-        return q + (kg_part if items is None else kg_part[items])
+        return torch.sparse.mm(self.adj, neigh)
+
+    def _vectors_and_bias(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``v_i`` and ``b_i`` of ``items``; the own parts dropped as :func:`id_keep_mask`
+        says (one draw per row for both)."""
+        keep = id_keep_mask(items, self.item_seen, self.config.id_dropout, self.training)
+        v = self.item_emb[items] * keep
+        b = self.item_bias[items] * keep[..., 0]
+        kg_part = self._kg_part()
+        if kg_part is not None:
+            v = v + kg_part[items]
+            if self.config.kg_bias:
+                b = b + torch.sparse.mm(self.adj, self.entity_bias[self.kg_tail][:, None])[
+                    items, 0]
+        return v, b
+
+    def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        if items is None:
+            items = torch.arange(self.n_items, device=self.item_emb.device)
+        return self._vectors_and_bias(items)[0]
 
     def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return (self.user_emb[users] * self.item_vectors(items)).sum(-1) + self.item_bias[items]
+        v, b = self._vectors_and_bias(items)
+        return (self.user_emb[users] * v).sum(-1) + b
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
-        return self.user_emb[users] @ self.item_vectors().T + self.item_bias
+        v, b = self._vectors_and_bias(torch.arange(self.n_items, device=self.item_emb.device))
+        return self.user_emb[users] @ v.T + b
 
     def rec_loss(self, batch: torch.Tensor) -> torch.Tensor:
         logits = self.score(batch[:, 0], batch[:, 1])
@@ -106,6 +144,7 @@ class KGMF(Recommender):
 
     def tasks(self, data: TrainData) -> list[Task]:
         cfg = self.config
+        self.item_seen.copy_(torch.from_numpy(trained_items(data.train, self.n_items)))
         return [
             Task(
                 name="rec",
