@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from kgrec.models.base import Task, TrainData
 from kgrec.models.cf.bpr_mf import BPRMF, BPRConfig
+from kgrec.models.cf.pop import CalibratedTables
 
 __all__ = ["LightGCN", "LightGCNConfig", "build", "normalized_adjacency"]
 
@@ -56,7 +57,7 @@ def normalized_adjacency(users: np.ndarray, items: np.ndarray, n_users: int,
                                    check_invariants=False).coalesce()
 
 
-class LightGCN(BPRMF):
+class LightGCN(CalibratedTables, BPRMF):
     """See the module docstring. Construct with keyword arguments only."""
 
     def __init__(self, *, n_users: int, n_items: int, config: LightGCNConfig | None = None):
@@ -87,19 +88,6 @@ class LightGCN(BPRMF):
         u, i = self.propagate()
         self.final_user.copy_(u)
         self.final_item.copy_(i)
-
-    # ------------------------------------------------------------------ scores
-    def raw_score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return (self.final_user[users] * self.final_item[items]).sum(-1)
-
-    def score_all(self, users: torch.Tensor) -> torch.Tensor:
-        return self.calib[0] * (self.final_user[users] @ self.final_item.T) + self.calib[1]
-
-    def user_vectors(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-        return self.final_user[users]
-
-    def item_vectors(self) -> torch.Tensor:
-        return self.final_item
 
     # ------------------------------------------------------------------ training
     def bpr_loss(self, batch: torch.Tensor) -> torch.Tensor:

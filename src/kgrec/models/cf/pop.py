@@ -30,7 +30,8 @@ import torch
 
 from kgrec.models.base import Recommender, Task, TrainData
 
-__all__ = ["Popularity", "PopularityConfig", "build", "fit_calibration", "fit_platt"]
+__all__ = ["CalibratedTables", "Popularity", "PopularityConfig", "build", "fit_calibration",
+           "fit_platt"]
 
 
 def fit_calibration(model: torch.nn.Module, rows: np.ndarray) -> float:
@@ -49,6 +50,39 @@ def fit_calibration(model: torch.nn.Module, rows: np.ndarray) -> float:
         model.calib.copy_(torch.tensor([a, b], dtype=torch.float32))
         y = torch.from_numpy(rows[:, 2] == 1).float().to(dev)
         return float(torch.nn.functional.binary_cross_entropy_with_logits(a * x + b, y))
+
+
+class CalibratedTables:
+    """Scoring of the graph models that store propagated ``(user, item)`` tables (LightGCN,
+    KGAT, KGIN): ``raw_score = user . item`` (what BPR trains), the CTR logit
+    ``calib[0] * raw_score + calib[1]``, and the tables as retrieval vectors. A model mixes it
+    in before :class:`~kgrec.models.base.Recommender`, holds ``calib`` and either the buffers
+    ``final_user`` / ``final_item`` or its own :meth:`_tables`."""
+
+    def _tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.final_user, self.final_item
+
+    def raw_score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        u, i = self._tables()
+        return (u[users] * i[items]).sum(-1)
+
+    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return self.calib[0] * self.raw_score(users, items) + self.calib[1]
+
+    def score_all(self, users: torch.Tensor) -> torch.Tensor:
+        u, i = self._tables()
+        return self.calib[0] * (u[users] @ i.T) + self.calib[1]
+
+    def user_vectors(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        return self._tables()[0][users]
+
+    def item_vectors(self) -> torch.Tensor:
+        return self._tables()[1]
+
+    def fit_calibration(self, rows: np.ndarray) -> float:
+        """Fit ``calib = (a, b)`` on labelled ``(user, item, label)`` rows; their log-loss
+        (:func:`fit_calibration`)."""
+        return fit_calibration(self, rows)
 
 
 def fit_platt(

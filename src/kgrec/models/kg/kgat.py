@@ -69,7 +69,7 @@ from torch import nn
 
 from kgrec.models.base import Recommender, Task, TrainData
 from kgrec.models.cf.bpr_mf import bpr_rows, sample_bpr_triples
-from kgrec.models.cf.pop import fit_calibration
+from kgrec.models.cf.pop import CalibratedTables
 
 __all__ = ["KGAT", "KGATConfig", "bi_interaction", "build", "build_ckg", "corrupt_tails",
            "edge_softmax"]
@@ -211,7 +211,7 @@ def corrupt_tails(edges: np.ndarray, n_nodes: int, true_keys: np.ndarray, n_rel:
 
 
 # ---------------------------------------------------------------------- the model
-class KGAT(Recommender):
+class KGAT(CalibratedTables, Recommender):
     """See the module docstring. Construct with keyword arguments only."""
 
     def __init__(self, *, n_users: int, n_items: int, n_entities: int, n_relations: int,
@@ -341,23 +341,6 @@ class KGAT(Recommender):
         self.final_user.copy_(rep[: self.n_users])
         self.final_item.copy_(rep[self.n_users + self.item_entity])
 
-    # ------------------------------------------------------------------ scores
-    def raw_score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """``user_repr . item_repr`` (the ranking score BPR trains) from the stored tables."""
-        return (self.final_user[users] * self.final_item[items]).sum(-1)
-
-    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return self.calib[0] * self.raw_score(users, items) + self.calib[1]
-
-    def score_all(self, users: torch.Tensor) -> torch.Tensor:
-        return self.calib[0] * (self.final_user[users] @ self.final_item.T) + self.calib[1]
-
-    def user_vectors(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-        return self.final_user[users]
-
-    def item_vectors(self) -> torch.Tensor:
-        return self.final_item
-
     # ------------------------------------------------------------------ losses
     def bpr_loss(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         """BPR on ``(user, pos item, neg item)`` rows over the propagated CKG, plus L2 on the
@@ -391,11 +374,6 @@ class KGAT(Recommender):
         reg = proj.pow(2).sum((1, 2)) + er.pow(2).sum(-1)
         return {"transr": F.softplus(pos - neg).mean(),
                 "l2": float(self.config.kge_l2_weight) * reg.mean()}
-
-    def fit_calibration(self, rows: np.ndarray) -> float:
-        """Fit ``calib = (a, b)`` on labelled ``(user, item, label)`` rows; their log-loss
-        (:func:`kgrec.models.cf.pop.fit_calibration`)."""
-        return fit_calibration(self, rows)
 
     # ------------------------------------------------------------------ training
     def tasks(self, data: TrainData) -> list[Task]:

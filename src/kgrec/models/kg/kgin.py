@@ -72,7 +72,7 @@ from torch import nn
 
 from kgrec.models.base import Recommender, Task, TrainData
 from kgrec.models.cf.bpr_mf import bpr_rows, sample_bpr_triples
-from kgrec.models.cf.pop import fit_calibration
+from kgrec.models.cf.pop import CalibratedTables
 
 __all__ = ["KGIN", "KGINConfig", "build", "cosine_independence", "distance_correlation",
            "intent_embeddings", "mi_independence", "relational_aggregate", "user_aggregate"]
@@ -201,7 +201,7 @@ def mi_independence(x: torch.Tensor, temperature: float) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------- the model
-class KGIN(Recommender):
+class KGIN(CalibratedTables, Recommender):
     """See the module docstring. Construct with keyword arguments only."""
 
     def __init__(self, *, n_users: int, n_items: int, n_entities: int, n_relations: int,
@@ -296,25 +296,6 @@ class KGIN(Recommender):
             self.refresh()
         return self.final_user, self.final_item
 
-    # ------------------------------------------------------------------ scores
-    def raw_score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """``e_u . e_i`` (the ranking score BPR trains)."""
-        u, i = self._tables()
-        return (u[users] * i[items]).sum(-1)
-
-    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return self.calib[0] * self.raw_score(users, items) + self.calib[1]
-
-    def score_all(self, users: torch.Tensor) -> torch.Tensor:
-        u, i = self._tables()
-        return self.calib[0] * (u[users] @ i.T) + self.calib[1]
-
-    def user_vectors(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-        return self._tables()[0][users]
-
-    def item_vectors(self) -> torch.Tensor:
-        return self._tables()[1]
-
     # ------------------------------------------------------------------ training
     def independence_loss(self) -> torch.Tensor:
         """The independence term among intents (before ``sim_regularity``)."""
@@ -341,11 +322,6 @@ class KGIN(Recommender):
         reg = ((eu**2).sum() + (ei**2).sum() + (ej**2).sum()) / 2 / max(len(batch), 1)
         return {"bpr": F.softplus(-x_uij).mean(), "l2": cfg.l2_weight * reg,
                 "ind": cfg.sim_regularity * self.independence_loss()}
-
-    def fit_calibration(self, rows: np.ndarray) -> float:
-        """Fit ``calib = (a, b)`` on labelled ``(user, item, label)`` rows; their log-loss
-        (:func:`kgrec.models.cf.pop.fit_calibration`)."""
-        return fit_calibration(self, rows)
 
     def tasks(self, data: TrainData) -> list[Task]:
         cfg = self.config

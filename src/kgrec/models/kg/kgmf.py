@@ -105,10 +105,14 @@ class KGMF(Recommender):
         self.register_buffer("kg_tail", torch.as_tensor(kg[:, 2]), persistent=False)
 
     def _kg_part(self) -> torch.Tensor | None:
-        """``(n_items, d)``: the mean of each item's ``e_t + r_r`` (None without a KG)."""
+        """``(n_items, d)``, or ``(n_items, d + 1)`` with ``kg_bias`` (last column: the mean
+        ``c_t``): the mean of each item's ``e_t + r_r`` by one sparse product (None without a
+        KG)."""
         if not self.config.use_kg or len(self.kg_tail) == 0:
             return None
         neigh = self.entity_emb[self.kg_tail] + self.relation_emb[self.kg_rel]
+        if self.config.kg_bias:
+            neigh = torch.cat([neigh, self.entity_bias[self.kg_tail, None]], 1)
         return torch.sparse.mm(self.adj, neigh)
 
     def _vectors_and_bias(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,10 +123,10 @@ class KGMF(Recommender):
         b = self.item_bias[items] * keep[..., 0]
         kg_part = self._kg_part()
         if kg_part is not None:
-            v = v + kg_part[items]
+            kg_part = kg_part[items]
+            v = v + kg_part[:, : v.shape[1]]
             if self.config.kg_bias:
-                b = b + torch.sparse.mm(self.adj, self.entity_bias[self.kg_tail][:, None])[
-                    items, 0]
+                b = b + kg_part[:, -1]
         return v, b
 
     def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
