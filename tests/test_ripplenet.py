@@ -217,3 +217,28 @@ def test_config_validation_and_presets():
     assert (book["dim"], book["lr"], book["l2_weight"]) == (4, 1e-3, 1e-5)
     movie = load_preset("ripplenet", "movie-half")
     assert (movie["dim"], movie["lr"], movie["l2_weight"]) == (16, 0.02, 1e-7)
+
+
+def test_item_bias_adds_to_both_scorers_and_trains(tiny_dataset):
+    ds = tiny_dataset
+    data, split = _tiny_data(ds)
+    m = _tiny_model(ds, item_bias=True)
+    (task,) = m.tasks(data)
+    assert any(p is m.item_bias for p in task.params)
+    plain = _tiny_model(ds)
+    plain.load_state_dict({k: v for k, v in m.state_dict().items() if k != "item_bias"})
+    with torch.no_grad():
+        m.item_bias.copy_(torch.arange(ds.n_items, dtype=torch.float32) / 10)
+    users = torch.tensor([0, 1, 2])
+    with torch.no_grad():
+        full, base = m.score_all(users), plain.score_all(users)
+        pair = m.score(users.repeat_interleave(ds.n_items),
+                       torch.arange(ds.n_items).repeat(3)).view(3, -1)
+    torch.testing.assert_close(full, base + m.item_bias, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(full, pair, atol=1e-5, rtol=1e-5)
+    # the L2 term holds the squared biases of the batch's items
+    batch = torch.from_numpy(split.train[:32])
+    extra = m.losses(batch)["l2"] - plain.losses(batch)["l2"]
+    assert extra.item() == pytest.approx((m.item_bias[batch[:, 1]] ** 2).sum().item(), rel=1e-4)
+    task.loss(batch).backward()
+    assert m.item_bias.grad[batch[:, 1]].abs().sum() > 0

@@ -75,6 +75,9 @@ class RippleNetConfig:
         l2_weight: weight of the L2 term on the batch's used h, t, R (and the transform).
         lr: Adam learning rate.
         batch_size: training rows per step.
+        item_bias: add a learned per-item bias to the logit (not in the paper; off by
+            default). Without it RippleNet has no way to express popularity, which is most of
+            what a 10% training split can teach (see ``benchmarks/results/ripplenet_stalls.md``).
         seed: seeds the ripple-set sampling; None draws it from torch's global generator
             (which a run seeds with its ``--seed``).
     """
@@ -88,6 +91,7 @@ class RippleNetConfig:
     l2_weight: float = 1e-7
     lr: float = 0.02
     batch_size: int = 1024
+    item_bias: bool = False
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -142,6 +146,7 @@ class RippleNet(Recommender):
             raise ValueError(f"item_entity must have shape ({n_items},), got {item_entity.shape}")
         self.register_buffer("item_entity", torch.as_tensor(item_entity, dtype=torch.long),
                              persistent=False)
+        self.item_bias = nn.Parameter(torch.zeros(n_items)) if cfg.item_bias else None
         shape = (n_users, cfg.n_hop, cfg.n_memory)
         for name in ("ripple_heads", "ripple_rels", "ripple_tails"):
             self.register_buffer(name, torch.zeros(shape, dtype=torch.long), persistent=True)
@@ -222,7 +227,10 @@ class RippleNet(Recommender):
         rh, hr, t = self._memories(users)
         v = _gather(self.entity_emb, self.item_entity[items]).unsqueeze(1)  # (b, 1, d)
         u, v, _ = self.propagate(v, rh, t)
-        return (u * v).sum(-1).squeeze(1), hr, t
+        logits = (u * v).sum(-1).squeeze(1)
+        if self.item_bias is not None:
+            logits = logits + self.item_bias[items]
+        return logits, hr, t
 
     def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         chunk = 8192
@@ -242,7 +250,8 @@ class RippleNet(Recommender):
         for start in range(0, self.n_items, chunk):
             u, v, _ = self.propagate(v_all[:, start : start + chunk], rh, t)
             out.append((u * v).sum(-1))
-        return torch.cat(out, dim=1)
+        logits = torch.cat(out, dim=1)
+        return logits if self.item_bias is None else logits + self.item_bias
 
     # ---- training ----------------------------------------------------------------------
 
@@ -264,6 +273,8 @@ class RippleNet(Recommender):
               + _gather(rel_sq, rels).sum())
         if cfg.item_update_mode.endswith("_transform"):
             l2 = l2 + cfg.n_hop * (self.transform**2).sum() / 2
+        if self.item_bias is not None:
+            l2 = l2 + (self.item_bias[batch[:, 1]] ** 2).sum()
         return {"bce": bce, "kge": kge, "l2": l2}
 
     def rec_loss(self, batch: torch.Tensor) -> torch.Tensor:
@@ -278,6 +289,8 @@ class RippleNet(Recommender):
         params = [self.entity_emb, self.relation_emb]
         if cfg.item_update_mode.endswith("_transform"):
             params.append(self.transform)
+        if self.item_bias is not None:
+            params.append(self.item_bias)
         return [Task(name="rec", source=data.rec_rows, loss=self.rec_loss, params=params,
                      lr=cfg.lr, batch_size=cfg.batch_size)]
 
