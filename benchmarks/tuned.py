@@ -13,6 +13,7 @@ Usage::
     KGREC_DATA=../shared/datasets python benchmarks/tuned.py --dataset music \\
         --models ripplenet,fm --trials 12
     python benchmarks/tuned.py --summary
+    python benchmarks/tuned.py --adopt   # best values -> [<dataset>.tuned] preset sections
 """
 
 from __future__ import annotations
@@ -107,6 +108,55 @@ def summary() -> str:
     return text
 
 
+def _toml(value) -> str:
+    return json.dumps(value) if not isinstance(value, bool) else str(value).lower()
+
+
+def adopt() -> list[str]:
+    """Write every study's best values (``results/tune/*/best.json``) into its model's preset
+    file as the dataset's ``[<dataset>.tuned]`` section (replacing an older one), for
+    ``kgrec train --tuned``. Only the CTR studies (``--protocol ctr``) are adopted."""
+    sys.path.insert(0, str(HERE.parent / "src"))
+    from kgrec.models import MODELS, resolve_name
+    from kgrec.utils.io import atomic_write_text
+
+    done = []
+    for path in sorted((RESULTS / "tune").glob("*/best.json")):
+        best = json.loads(path.read_text())
+        argv = shlex.split(best["tune_command"])
+        opts = dict(zip(argv[2::2], argv[3::2], strict=False))
+        if opts.get("--protocol", "ctr") != "ctr":
+            continue
+        dataset, model = opts["-d"], opts["-m"]
+        preset = (HERE.parent / "src/kgrec/config/presets"
+                  / f"{MODELS[resolve_name(model)].preset}.toml")
+        head = f"[{dataset}.tuned]"
+        lines = preset.read_text().splitlines()
+        if head in lines:  # drop the old block: its comment lines above and its values
+            i = lines.index(head)
+            j = i + 1
+            while j < len(lines) and lines[j].strip() and not lines[j].startswith("["):
+                j += 1
+            while i > 0 and lines[i - 1].startswith("# kgrec tune"):
+                i -= 1
+            del lines[i:j]
+            while i < len(lines) and i > 0 and not lines[i].strip() and not lines[i - 1].strip():
+                del lines[i]
+        block = [f"# kgrec tune -d {dataset} -m {model} --trials {opts.get('--trials', '?')}: "
+                 f"validation {best['metric']} {best['best_value']:.4f} (trial "
+                 f"{best['best_trial']})",
+                 f"# kgrec tune report: benchmarks/results/tune/{path.parent.name}; test: "
+                 "benchmarks/results/tuned.md", head,
+                 *(f"{k} = {_toml(v)}" for k, v in best["best_params"].items()), ""]
+        at = lines.index("[search]") if "[search]" in lines else len(lines)
+        while at > 0 and lines[at - 1].startswith("#"):  # keep [search]'s comment with it
+            at -= 1
+        lines[at:at] = block
+        atomic_write_text(preset, "\n".join(lines).rstrip("\n") + "\n")
+        done.append(f"{preset.name}: {head}")
+    return done
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="music")
@@ -115,7 +165,13 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--summary", action="store_true", help="only rewrite tuned.md")
+    ap.add_argument("--adopt", action="store_true",
+                    help="only write every study's best values into the presets as "
+                         "[<dataset>.tuned] sections (kgrec train --tuned)")
     args = ap.parse_args()
+    if args.adopt:
+        print("\n".join(adopt()))
+        return
     if not args.summary:
         for model in [m for m in args.models.split(",") if m]:
             compare(args.dataset, model, tune(args.dataset, model, args.trials, args.workers),

@@ -82,14 +82,49 @@ def test_one_registry_names_every_family():
         resolve_name("transe")
 
 
-def test_preset_sections_of_an_alias_and_of_the_dataset_both_apply(tmp_path, monkeypatch):
+def _preset_file(tmp_path, monkeypatch, text):
+    """``kgrec.config`` reading one preset file ``m.toml`` holding ``text``."""
     import kgrec.config as config
 
     (tmp_path / "presets").mkdir()
-    (tmp_path / "presets" / "m.toml").write_text(
-        "[default]\nlr = 1.0\ndim = 8\nepochs = 3\n[movie]\nlr = 2.0\ndim = 16\n"
-        "[movie-half]\ndim = 32\n")
+    (tmp_path / "presets" / "m.toml").write_text(text)
     monkeypatch.setattr(config.resources, "files", lambda pkg: tmp_path)
+    return config
+
+
+def test_preset_sections_of_an_alias_and_of_the_dataset_both_apply(tmp_path, monkeypatch):
+    config = _preset_file(tmp_path, monkeypatch,
+                          "[default]\nlr = 1.0\ndim = 8\nepochs = 3\n[movie]\nlr = 2.0\n"
+                          "dim = 16\n[movie-half]\ndim = 32\n")
     assert config.load_preset("m", "movie-half") == {"lr": 2.0, "dim": 32, "epochs": 3}
     assert config.load_preset("m", "movie") == {"lr": 2.0, "dim": 16, "epochs": 3}
     assert config.load_preset("m", "music") == {"lr": 1.0, "dim": 8, "epochs": 3}
+
+
+def test_tuned_sections_lay_over_the_preset_only_when_asked(tmp_path, monkeypatch):
+    config = _preset_file(tmp_path, monkeypatch,
+                          "[default]\nlr = 1.0\ndim = 8\nepochs = 3\n[movie]\nlr = 2.0\n"
+                          "[movie.tuned]\ndim = 64\n[movie-half.tuned]\nlr = 5.0\n[music]\n"
+                          "dim = 4\n[music.tuned]\nlr = 0.5\n")
+    # a sub-table never leaks into the plain preset
+    assert config.load_preset("m", "music") == {"lr": 1.0, "dim": 4, "epochs": 3}
+    assert config.load_preset("m", "music", tuned=True) == {"lr": 0.5, "dim": 4, "epochs": 3}
+    assert config.load_preset("m", "movie-half") == {"lr": 2.0, "dim": 8, "epochs": 3}
+    assert config.load_preset("m", "movie-half", tuned=True) == {"lr": 5.0, "dim": 64,
+                                                                "epochs": 3}
+    assert config.tuned_datasets("m") == ["movie", "movie-half", "music"]
+    with pytest.raises(KeyError, match=r"no tuned preset for model 'm' on dataset 'book'.*"
+                                       r"tuned: movie, movie-half, music"):
+        config.load_preset("m", "book", tuned=True)
+
+
+def test_tuned_flag_reaches_the_run_and_fails_clearly():
+    from kgrec.experiments.run import RunConfig, resolve
+
+    plain, _ = resolve(RunConfig(dataset="music", model="fm"))
+    tuned, _ = resolve(RunConfig(dataset="music", model="fm", tuned=True))
+    assert tuned != plain
+    with pytest.raises(ConfigError, match="no tuned preset for model 'pop'"):
+        resolve(RunConfig(dataset="music", model="pop", tuned=True))
+    with pytest.raises(ConfigError, match="mkr-dcn shares the preset file of mkr"):
+        resolve(RunConfig(dataset="music", model="mkr-dcn", tuned=True))

@@ -63,7 +63,7 @@ def test_tune_never_scores_test_and_resumes(tmp_path, monkeypatch):
     res = tune(_base(), tc)
     assert res["complete"] == 3 and res["metric"] == "auc"
     assert 0.5 < res["best_value"] <= 1.0
-    best = tomllib.loads((out / "best.toml").read_text())["synthetic"]
+    best = tomllib.loads((out / "best.toml").read_text())["synthetic"]["tuned"]
     assert best == res["best_params"] and set(best) == set(search_space("mf"))
     for f in ("report.md", "history.png", "importance.png", "study.journal"):
         assert (out / f).is_file(), f

@@ -114,6 +114,9 @@ def train(
     kg_ratio: float = typer.Option(1.0, help="share of KG triples kept (KG-size ablation)"),
     kg_shuffle: bool = typer.Option(False, help="shuffle KG tails within each relation"),
     set_: list[str] = typer.Option([], "--set", help="model parameter KEY=VALUE (repeatable)"),
+    tuned: bool = typer.Option(
+        False, "--tuned", help="start from the dataset's tuned preset ([<dataset>.tuned], "
+                               "found by kgrec tune on validation) instead of the paper's"),
     topk: bool = typer.Option(True, help="full-ranking top-K evaluation on test"),
     topk_users: int | None = typer.Option(None, help="rank for at most N sampled test users"),
     threads: int | None = typer.Option(None, help="torch threads (default 1)"),
@@ -165,8 +168,8 @@ def train(
             cut_offs = _ints(ks, "--ks")
             cfg = RunConfig(dataset=dataset, model=model, seed=seed, epochs=epochs,
                             negatives=negatives, train_ratio=train_ratio, kg_ratio=kg_ratio,
-                            kg_shuffle=kg_shuffle, params=_parse_sets(set_), topk=topk,
-                            topk_users=topk_users, out=str(out) if out else None,
+                            kg_shuffle=kg_shuffle, params=_parse_sets(set_), tuned=tuned,
+                            topk=topk, topk_users=topk_users, out=str(out) if out else None,
                             threads=threads, progress=not quiet, protocol=protocol,
                             monitor=monitor, device=device, optimizer=optimizer,
                             lr_schedule=lr_schedule, clip_norm=clip_norm, patience=patience,
@@ -508,6 +511,7 @@ def models() -> None:
 
     Recommenders train with `kgrec train -m NAME`, KG embeddings with `kgrec kge train -m
     NAME`."""
+    from kgrec.config import tuned_datasets
     from kgrec.models import ALIASES, REGISTRY
 
     families = {"kg": "knowledge-graph recommenders", "cf": "interaction-only baselines",
@@ -519,7 +523,10 @@ def models() -> None:
         typer.echo(f"{title}:")
         for name, spec in REGISTRY.items():
             if spec.family == fam:
-                typer.echo(f"  {name:11s} {spec.description}")
+                # a variant (mkr-dcn) shares its base's preset file, not its tuned values
+                tuned = tuned_datasets(name) if getattr(spec, "preset", name) == name else []
+                more = f" [--tuned: {', '.join(tuned)}]" if tuned else ""
+                typer.echo(f"  {name:11s} {spec.description}{more}")
     typer.echo("aliases: " + ", ".join(f"{a} = {n}" for a, n in ALIASES.items()))
 
 

@@ -8,7 +8,7 @@ import tomllib
 from importlib import resources
 from typing import Any
 
-__all__ = ["DATASET_ALIASES", "load_preset", "load_search_space"]
+__all__ = ["DATASET_ALIASES", "load_preset", "load_search_space", "tuned_datasets"]
 
 # datasets that share another's preset
 DATASET_ALIASES = {"movie-half": "movie"}
@@ -28,14 +28,40 @@ def load_search_space(model: str) -> dict[str, dict[str, Any]]:
     return dict(_table(model).get("search", {}))
 
 
-def load_preset(model: str, dataset: str) -> dict[str, Any]:
+def _scalars(section: Any) -> dict[str, Any]:
+    """A preset section's values without its sub-tables (``[music.tuned]``)."""
+    return {k: v for k, v in dict(section or {}).items() if not isinstance(v, dict)}
+
+
+def load_preset(model: str, dataset: str, *, tuned: bool = False) -> dict[str, Any]:
     """``[default]`` of ``<model>.toml`` updated with the dataset's section (if any): the
     section of the dataset it shares presets with (:data:`DATASET_ALIASES`: ``movie`` for
-    ``movie-half``), then one of its own name."""
+    ``movie-half``), then one of its own name.
+
+    With ``tuned``, the dataset's ``[<dataset>.tuned]`` sub-section (the values ``kgrec tune``
+    found on the validation split) is laid on top; a :class:`KeyError` names the model and
+    dataset when there is none.
+    """
     table = _table(model)
-    out = dict(table.get("default", {}))
+    out = _scalars(table.get("default"))
     alias = DATASET_ALIASES.get(dataset, dataset)
-    out.update(table.get(alias, {}))
-    if alias != dataset:  # a section of the dataset's own name refines the shared one
-        out.update(table.get(dataset, {}))
+    names = [alias] + ([dataset] if alias != dataset else [])
+    for name in names:  # a section of the dataset's own name refines the shared one
+        out.update(_scalars(table.get(name)))
+    if tuned:
+        found = [table[n]["tuned"] for n in names
+                 if isinstance(table.get(n, {}).get("tuned"), dict)]
+        if not found:
+            have = ", ".join(tuned_datasets(model)) or "none"
+            raise KeyError(f"no tuned preset for model {model!r} on dataset {dataset!r} "
+                           f"(tuned: {have}); run `kgrec tune -d "
+                           f"{dataset} -m {model}` and train with its --set flags")
+        for sec in found:
+            out.update(_scalars(sec))
     return out
+
+
+def tuned_datasets(model: str) -> list[str]:
+    """Datasets with a ``[<dataset>.tuned]`` section in ``<model>.toml``."""
+    return sorted(n for n, sec in _table(model).items()
+                  if isinstance(sec, dict) and isinstance(sec.get("tuned"), dict))

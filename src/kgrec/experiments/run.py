@@ -53,6 +53,9 @@ class RunConfig:
         kg_ratio: keep this share of the KG triples (KG-size ablation).
         kg_shuffle: permute the tails within each relation (the "is it the facts?" ablation).
         params: model hyper-parameters overriding the preset.
+        tuned: start from the dataset's tuned preset (``[<dataset>.tuned]`` in the model's
+            preset file: what ``kgrec tune`` found on the validation split) instead of the
+            papers' settings; ``params`` still override it.
         topk: also run the full-ranking top-K evaluation on the test split.
         topk_users: rank for at most this many test users, drawn with the run's seed (None:
             all; MKR's own code draws 100). Bounds the cost of models whose score of a
@@ -103,6 +106,7 @@ class RunConfig:
     kg_ratio: float = 1.0
     kg_shuffle: bool = False
     params: dict[str, Any] = field(default_factory=dict)
+    tuned: bool = False
     topk: bool = True
     topk_users: int | None = None
     out: str | None = None
@@ -369,7 +373,15 @@ def resolve(cfg: RunConfig) -> tuple[dict[str, Any], int]:
     """Model parameters (preset + overrides) and the number of epochs: the preset's, divided
     by ``train_ratio`` when that is below 1 (a sparse run keeps the full run's number of
     steps), unless ``cfg.epochs`` is given."""
-    preset = load_preset(MODELS[resolve_name(cfg.model)].preset, cfg.dataset)
+    name = resolve_name(cfg.model)
+    if cfg.tuned and MODELS[name].preset != name:
+        raise ConfigError(f"--tuned: {name} shares the preset file of {MODELS[name].preset} "
+                          f"but was not tuned itself; run `kgrec tune -d {cfg.dataset} -m "
+                          f"{name}` and train with its --set flags")
+    try:
+        preset = load_preset(MODELS[name].preset, cfg.dataset, tuned=cfg.tuned)
+    except KeyError as err:
+        raise ConfigError(err.args[0]) from None
     epochs = int(preset.pop("epochs", 10))
     if cfg.train_ratio < 1:
         epochs = math.ceil(epochs / cfg.train_ratio - 1e-9)

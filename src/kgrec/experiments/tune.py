@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import multiprocessing as mp
+import re
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -304,13 +305,15 @@ def _report(study, base: RunConfig, tc: TuneConfig, out: Path, metric: str,
                                out / "history.png")]
     if importances:
         plots.append(tune_importance_plot(importances, out / "importance.png"))
-    section = base.dataset
+    section = (base.dataset if re.fullmatch(r"[A-Za-z0-9_-]+", base.dataset)
+               else json.dumps(base.dataset))  # a TOML key
     toml = [f"# kgrec tune -d {base.dataset} -m {base.model} --protocol {base.protocol}: "
             f"best validation {metric} {best.value:.4f} (trial {best.number}, "
             f"{len(complete)} complete trials), "
             f"{datetime.now(UTC).isoformat(timespec='seconds')}",
             f"# paste into src/kgrec/config/presets/{MODELS[resolve_name(base.model)].preset}"
-            ".toml, or train with the --set flags in report.md", f"[{section}]"]
+            ".toml (then `kgrec train --tuned` uses it), or train with the --set flags in "
+            "report.md", f"[{section}.tuned]"]
     toml += [f"{k} = {_toml_value(v)}" for k, v in best.params.items()]
     atomic_write_text(out / "best.toml", "\n".join(toml) + "\n")
     sets = " ".join(f"--set {k}={v}" for k, v in best.params.items())
