@@ -147,3 +147,28 @@ def test_job_key_unchanged_for_ctr_runs():
     assert a.key == Job(dataset="music", model="mkr", seed=0, protocol="ctr").key
     assert a.key != Job(dataset="music", model="mkr", seed=0, protocol="cold-items").key
     assert a.key == "e37c4ed8709d1feb"  # the key of this job in earlier logs
+
+
+def test_tuned_benchmark_runs_tuned_values_only_where_they_exist():
+    from kgrec.config import tuned_values
+    from kgrec.experiments.benchmark import _tuned_note
+
+    cfg = BenchmarkConfig(datasets=["music"], models=["fm", "mkr-dcn", "pop"], seeds=1,
+                          sections=["ctr", "sensitivity"], intervals=[2], dims=[],
+                          tuned=True)
+    jobs = {(j.model, j.params) for j in plan_jobs(cfg)}
+    fm = tuned_values("fm", "music")
+    assert fm and ("fm", tuple(sorted(fm.items()))) in jobs
+    assert ("mkr-dcn", ()) in jobs and ("pop", ()) in jobs  # a variant and an untuned model
+    # the sensitivity setting overrides the tuned value it varies, the rest stay tuned
+    mkr = {**tuned_values("mkr", "music"), "kge_interval": 2}
+    assert ("mkr", tuple(sorted(mkr.items()))) in jobs
+    note = _tuned_note(cfg)
+    assert "fm (music)" in note and "mkr-dcn" not in note and "pop" not in note
+    plain = {j.params for j in plan_jobs(BenchmarkConfig(datasets=["music"], models=["fm"],
+                                                         seeds=1, sections=["ctr"]))}
+    assert plain == {()} and _tuned_note(BenchmarkConfig()) == ""
+    # only the sections that run count: no sparse or KG models in a ctr-only note
+    only = _tuned_note(BenchmarkConfig(datasets=["music"], models=["fm"], seeds=1,
+                                       sections=["ctr"], tuned=True))
+    assert "fm (music)" in only and "cke" not in only and "mkr" not in only

@@ -715,6 +715,9 @@ def benchmark(
                                   help="run directories and the resume log"),
     name: str | None = typer.Option(None, help="report name (default benchmark_<datasets>)"),
     fresh: bool = typer.Option(False, help="ignore finished runs of an earlier invocation"),
+    tuned: bool = typer.Option(False, "--tuned",
+                               help="run each model with its tuned values on the dataset "
+                                    "where it has them (kgrec models lists them)"),
     sparse_models: str | None = typer.Option(None, help="models of the sparse section"),
     kg_models: str | None = typer.Option(None, help="models of the KG ablations"),
     kg_seeds: int | None = typer.Option(None, help="seeds of the KG ablations"),
@@ -759,14 +762,15 @@ def benchmark(
             models=list(DEFAULT_MODELS) if models == "all" else _csv(models),
             seeds=seeds, sections=_csv(sections), quick=quick, workers=workers,
             negatives=negatives, topk_users=topk_users or None, out_dir=str(out_dir),
-            runs_dir=str(runs_dir), name=name,
+            runs_dir=str(runs_dir), name=name, tuned=tuned,
             fresh=fresh, command=_benchmark_command(datasets, models, seeds, sections, quick,
                                                     workers, negatives, name, sparse_models,
                                                     kg_models, kg_seeds, sparse_ratios,
                                                     kg_ratios,
                                                     {"cold_models": cold_models,
                                                      "cold_baselines": cold_baselines,
-                                                     "cold_seeds": cold_seeds}), **kw)
+                                                     "cold_seeds": cold_seeds})
+            + (" --tuned" if tuned else ""), **kw)
         res = run_benchmark(cfg, progress=not quiet, log=typer.echo)
     except (DataError, KeyError, ValueError, FileNotFoundError, RuntimeError) as exc:
         _fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))

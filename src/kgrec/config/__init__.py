@@ -8,7 +8,8 @@ import tomllib
 from importlib import resources
 from typing import Any
 
-__all__ = ["DATASET_ALIASES", "load_preset", "load_search_space", "tuned_datasets"]
+__all__ = ["DATASET_ALIASES", "load_preset", "load_search_space", "tuned_datasets",
+           "tuned_values"]
 
 # datasets that share another's preset
 DATASET_ALIASES = {"movie-half": "movie"}
@@ -49,14 +50,24 @@ def load_preset(model: str, dataset: str, *, tuned: bool = False) -> dict[str, A
     for name in names:  # a section of the dataset's own name refines the shared one
         out.update(_scalars(table.get(name)))
     if tuned:
-        found = [table[n]["tuned"] for n in names
-                 if isinstance(table.get(n, {}).get("tuned"), dict)]
-        if not found:
+        if not any(isinstance(table.get(n, {}).get("tuned"), dict) for n in names):
             have = ", ".join(tuned_datasets(model)) or "none"
             raise KeyError(f"no tuned preset for model {model!r} on dataset {dataset!r} "
                            f"(tuned: {have}); run `kgrec tune -d "
                            f"{dataset} -m {model}` and train with its --set flags")
-        for sec in found:
+        out.update(tuned_values(model, dataset))
+    return out
+
+
+def tuned_values(model: str, dataset: str) -> dict[str, Any]:
+    """Only the tuned values of ``model`` on ``dataset`` (``[<alias>.tuned]`` then
+    ``[<dataset>.tuned]``); empty where it was not tuned."""
+    table = _table(model)
+    alias = DATASET_ALIASES.get(dataset, dataset)
+    out: dict[str, Any] = {}
+    for name in dict.fromkeys([alias, dataset]):
+        sec = table.get(name, {}).get("tuned")
+        if isinstance(sec, dict):
             out.update(_scalars(sec))
     return out
 

@@ -99,6 +99,9 @@ class BenchmarkConfig:
         out_dir: where the report goes; runs_dir: run directories and the resume log.
         name: report name (default ``benchmark_<datasets>[_quick]``).
         fresh: ignore finished runs of an earlier invocation.
+        tuned: models with tuned values for a dataset (``[<dataset>.tuned]``, what ``kgrec
+            tune`` found on validation) run with them; the others with the papers' presets.
+            The report lists which.
         command: the command line recorded in the report.
     """
 
@@ -130,6 +133,7 @@ class BenchmarkConfig:
     runs_dir: str = "runs/benchmark"
     name: str | None = None
     fresh: bool = False
+    tuned: bool = False
     command: str = ""
 
     def __post_init__(self) -> None:
@@ -197,6 +201,29 @@ def _epochs(cfg: BenchmarkConfig, model: str, dataset: str) -> int | None:
     return min(epochs, cfg.quick_epochs)
 
 
+def _tuned(cfg: BenchmarkConfig, model: str, dataset: str) -> dict[str, Any]:
+    """The tuned values a job of ``model`` on ``dataset`` runs with (``cfg.tuned``; none for
+    a variant such as ``mkr-dcn``, which shares its base's preset file but was not tuned)."""
+    from kgrec.config import tuned_values
+    from kgrec.models import MODELS, resolve_name
+
+    name = resolve_name(model)
+    if not cfg.tuned or MODELS[name].preset != name:
+        return {}
+    return tuned_values(name, dataset)
+
+
+def _tuned_note(cfg: BenchmarkConfig) -> str:
+    """The report's sentence on tuned presets (``--tuned``)."""
+    if not cfg.tuned:
+        return ""
+    used = list(dict.fromkeys(f"{j.model} ({j.dataset})" for j in plan_jobs(cfg)
+                              if _tuned(cfg, j.model, j.dataset)))
+    return ("`--tuned`: " + (", ".join(used) if used else "no model") + " ran with the values "
+            "`kgrec tune` found on validation (`[<dataset>.tuned]`, `kgrec train --tuned`); "
+            "every other model with the papers' preset. ")
+
+
 def _family(model: str) -> str:
     from kgrec.models import MODELS, resolve_name
 
@@ -225,8 +252,10 @@ def plan_jobs(cfg: BenchmarkConfig) -> list[Job]:
 
     for ds in cfg.datasets:
         def mk(model: str, seed: int, ds: str = ds, **kw: Any) -> Job:
+            params = {**_tuned(cfg, model, ds), **dict(kw.pop("params", ()))}
             return Job(dataset=ds, model=model, seed=seed, epochs=_epochs(cfg, model, ds),
-                       negatives=cfg.negatives, topk_users=cfg.topk_users, **kw)
+                       negatives=cfg.negatives, topk_users=cfg.topk_users,
+                       params=tuple(sorted(params.items())), **kw)
 
         if "ctr" in cfg.sections:
             for m in cfg.models:
@@ -480,7 +509,7 @@ def write_report(cfg: BenchmarkConfig, results: list[dict[str, Any]], *,
              "",
              "Each run: `kgrec train -d <dataset> -m <model> --seed <s>` with the model's "
              "preset (src/kgrec/config/presets/<model>.toml); the epoch is chosen on validation "
-             "AUC. "
+             "AUC. " + _tuned_note(cfg) +
              "Paired t-test: two-sided, test AUC of the model against MKR over the same seeds "
              "(same split and negatives). Δ = relative AUC difference to MKR.", ""]
     checksums = {}
