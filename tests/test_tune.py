@@ -144,3 +144,14 @@ def test_every_preset_lies_inside_its_search_space():
                 ok = (v in s["choices"] if s["type"] == "categorical"
                       else s["low"] <= v <= s["high"])
                 assert ok, (name, ds, k, v, s)
+
+
+def test_report_warns_when_the_best_trial_peaks_at_the_end():
+    from kgrec.experiments.run import RunConfig
+    from kgrec.experiments.tune import _budget_warning
+
+    base = RunConfig(dataset="synthetic", model="mf", epochs=20)
+    assert _budget_warning(base, 10) == [] and _budget_warning(base, None) == []
+    (line, _) = _budget_warning(base, 19)
+    assert "epoch 19 of 20" in line and "--epochs 40" in line
+    assert _budget_warning(base, 18) != []  # the last tenth: epochs 18 and 19

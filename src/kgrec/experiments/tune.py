@@ -342,6 +342,7 @@ def _report(study, base: RunConfig, tc: TuneConfig, out: Path, metric: str,
         f"**Best: {metric} = {best.value:.4f}** (trial {best.number}, best epoch "
         f"{best.user_attrs.get('best_epoch')}): `{command}`",
         "",
+        *_budget_warning(base, best.user_attrs.get("best_epoch")),
         "| trial | state | " + f"valid {metric} | " + " | ".join(space) + " |",
         "|---" * (len(space) + 3) + "|",
     ]
@@ -362,6 +363,17 @@ def _report(study, base: RunConfig, tc: TuneConfig, out: Path, metric: str,
                           "params": t.params, **t.user_attrs} for t in trials]}
     atomic_write_text(out / "best.json", json.dumps(result, indent=1) + "\n")
     return result
+
+
+def _budget_warning(base: RunConfig, best_epoch: int | None) -> list[str]:
+    """A report line when the best trial peaked in the last tenth of its epochs: the run
+    length, which the search does not cover, may still bind."""
+    n_epochs = resolve(base)[1]
+    if best_epoch is None or best_epoch < n_epochs - max(1, n_epochs // 10):
+        return []
+    return [f"The best trial peaked at epoch {best_epoch} of {n_epochs}: the run length "
+            f"binds. A study with `--epochs {2 * n_epochs}` (and a fresh `--out`) may find "
+            "more.", ""]
 
 
 def _toml_value(v: Any) -> str:
