@@ -165,10 +165,27 @@ def _toml(value) -> str:
     return json.dumps(value) if not isinstance(value, bool) else str(value).lower()
 
 
+def _confirmed(dataset: str, model: str) -> bool:
+    """True unless the seeds' comparison has the tuned values below the preset's on mean
+    validation AUC."""
+    path = RESULTS / f"tuned_{dataset}_{model}.json"
+    if not path.is_file():
+        return True
+    res = json.loads(path.read_text())["results"].get(dataset, {})
+    t, p = res.get(f"{model}[tuned]"), res.get(f"{model}[preset]")
+    if t is None or p is None:
+        return True
+    return (np.mean([r["valid"]["auc"] for r in t["runs"]])
+            >= np.mean([r["valid"]["auc"] for r in p["runs"]]))
+
+
 def adopt() -> list[str]:
     """Write every study's best values (``results/tune/*/best.json``) into its model's preset
     file as the dataset's ``[<dataset>.tuned]`` section (replacing an older one), for
-    ``kgrec train --tuned``. Only the CTR studies (``--protocol ctr``) are adopted."""
+    ``kgrec train --tuned``. Only the CTR studies (``--protocol ctr``) are adopted, and only
+    where the comparison over seeds (``tuned_<dataset>_<model>.json``) confirms the search
+    on validation: a tuned mean validation AUC below the preset's (the seed-0 search
+    overfitted) drops the section. Test is never read here."""
     sys.path.insert(0, str(HERE.parent / "src"))
     from kgrec.models import MODELS, resolve_name
     from kgrec.utils.io import atomic_write_text
@@ -201,6 +218,11 @@ def adopt() -> list[str]:
                  f"# kgrec tune report: benchmarks/results/tune/{path.parent.name}; test: "
                  "benchmarks/results/tuned.md", head,
                  *(f"{k} = {_toml(v)}" for k, v in best["best_params"].items()), ""]
+        if not _confirmed(dataset, model):
+            atomic_write_text(preset, "\n".join(lines).rstrip("\n") + "\n")
+            done.append(f"{preset.name}: {head} not adopted (validation over seeds prefers "
+                        "the preset)")
+            continue
         at = lines.index("[search]") if "[search]" in lines else len(lines)
         while at > 0 and lines[at - 1].startswith("#"):  # keep [search]'s comment with it
             at -= 1

@@ -75,6 +75,9 @@ def test_tune_never_scores_test_and_resumes(tmp_path, monkeypatch):
     assert "5 complete and 0 pruned trials (5 in the study; 2 run by this call)" in \
         (out / "report.md").read_text()
     assert res2["best_value"] >= res["best_value"]
+    # asking for fewer trials than the study holds runs none and records what it holds
+    res3 = tune(_base(), TuneConfig(trials=2, out=str(out), prune=False))
+    assert res3["complete"] == 5 and "--trials 5 " in res3["tune_command"]
 
 
 def test_metric_must_be_validated_by_the_protocol(tmp_path):

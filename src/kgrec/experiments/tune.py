@@ -325,7 +325,8 @@ def _report(study, base: RunConfig, tc: TuneConfig, out: Path, metric: str,
     if best_metrics.is_file():
         checksum = json.loads(best_metrics.read_text()).get("data_checksum", "-")
     tune_cmd = (f"kgrec tune -d {base.dataset} -m {base.model} --protocol {base.protocol} "
-                f"--trials {tc.trials} --metric {metric} --seed {tc.seed} --workers {tc.workers}"
+                f"--trials {max(tc.trials, len(complete) + n_pruned)} --metric {metric} "
+                f"--seed {tc.seed} --workers {tc.workers}"
                 + ("" if tc.prune else " --no-prune")
                 + ("" if base.epochs is None else f" --epochs {base.epochs}")
                 + "".join(f" --set {k}={v}" for k, v in base.params.items()))
