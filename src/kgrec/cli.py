@@ -512,7 +512,7 @@ def models() -> None:
     Recommenders train with `kgrec train -m NAME`, KG embeddings with `kgrec kge train -m
     NAME`."""
     from kgrec.config import tuned_datasets
-    from kgrec.models import ALIASES, REGISTRY
+    from kgrec.models import ALIASES, MODELS, REGISTRY, is_variant
 
     families = {"kg": "knowledge-graph recommenders", "cf": "interaction-only baselines",
                 "seq": "sequential recall (encode the item history; --protocol loo|user-split)",
@@ -523,8 +523,8 @@ def models() -> None:
         typer.echo(f"{title}:")
         for name, spec in REGISTRY.items():
             if spec.family == fam:
-                # a variant (mkr-dcn) shares its base's preset file, not its tuned values
-                tuned = tuned_datasets(name) if getattr(spec, "preset", name) == name else []
+                tuned = (tuned_datasets(name) if name in MODELS and not is_variant(name)
+                         else [])
                 more = f" [--tuned: {', '.join(tuned)}]" if tuned else ""
                 typer.echo(f"  {name:11s} {spec.description}{more}")
     typer.echo("aliases: " + ", ".join(f"{a} = {n}" for a, n in ALIASES.items()))

@@ -50,12 +50,13 @@ def load_preset(model: str, dataset: str, *, tuned: bool = False) -> dict[str, A
     for name in names:  # a section of the dataset's own name refines the shared one
         out.update(_scalars(table.get(name)))
     if tuned:
-        if not any(isinstance(table.get(n, {}).get("tuned"), dict) for n in names):
+        values = tuned_values(model, dataset)
+        if not values:
             have = ", ".join(tuned_datasets(model)) or "none"
             raise KeyError(f"no tuned preset for model {model!r} on dataset {dataset!r} "
                            f"(tuned: {have}); run `kgrec tune -d "
                            f"{dataset} -m {model}` and train with its --set flags")
-        out.update(tuned_values(model, dataset))
+        out.update(values)
     return out
 
 

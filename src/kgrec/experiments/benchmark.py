@@ -205,12 +205,11 @@ def _tuned(cfg: BenchmarkConfig, model: str, dataset: str) -> dict[str, Any]:
     """The tuned values a job of ``model`` on ``dataset`` runs with (``cfg.tuned``; none for
     a variant such as ``mkr-dcn``, which shares its base's preset file but was not tuned)."""
     from kgrec.config import tuned_values
-    from kgrec.models import MODELS, resolve_name
+    from kgrec.models import is_variant, resolve_name
 
-    name = resolve_name(model)
-    if not cfg.tuned or MODELS[name].preset != name:
+    if not cfg.tuned or is_variant(model):
         return {}
-    return tuned_values(name, dataset)
+    return tuned_values(resolve_name(model), dataset)
 
 
 def _tuned_note(cfg: BenchmarkConfig) -> str:

@@ -23,7 +23,7 @@ from kgrec.config.coerce import ConfigError
 from kgrec.data.dataset import Dataset, Split
 from kgrec.data.sampling import PairSet, training_rows
 from kgrec.data.split import random_split, subsample
-from kgrec.models import MODELS, model_config, resolve_name
+from kgrec.models import MODELS, is_variant, model_config, resolve_name
 from kgrec.models.base import Recommender, TrainData
 from kgrec.pretrain import build_model as build_with_inputs
 from kgrec.train.trainer import FitResult, TrainConfig, Trainer, seed_everything
@@ -374,7 +374,7 @@ def resolve(cfg: RunConfig) -> tuple[dict[str, Any], int]:
     by ``train_ratio`` when that is below 1 (a sparse run keeps the full run's number of
     steps), unless ``cfg.epochs`` is given."""
     name = resolve_name(cfg.model)
-    if cfg.tuned and MODELS[name].preset != name:
+    if cfg.tuned and is_variant(name):
         raise ConfigError(f"--tuned: {name} shares the preset file of {MODELS[name].preset} "
                           f"but was not tuned itself; run `kgrec tune -d {cfg.dataset} -m "
                           f"{name}` and train with its --set flags")

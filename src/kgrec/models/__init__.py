@@ -13,12 +13,13 @@ from kgrec.models.registry import (
     REGISTRY,
     ModelSpec,
     build_model,
+    is_variant,
     model_config,
     resolve_name,
 )
 
 __all__ = ["ALIASES", "KGE_SPECS", "MODELS", "REGISTRY", "ModelSpec", "Recommender", "Task",
-           "TrainData", "build_model", "model_config", "resolve_name"]
+           "TrainData", "build_model", "is_variant", "model_config", "resolve_name"]
 
 if TYPE_CHECKING:
     from kgrec.models.base import Recommender, Task, TrainData

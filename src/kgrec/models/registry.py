@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # importing the registry must stay free of torch (`kgrec mode
     from kgrec.models.base import Recommender
 
 __all__ = ["ALIASES", "KGE_SPECS", "MODELS", "REGISTRY", "ModelSpec", "build_model",
-           "model_config", "resolve_name"]
+           "is_variant", "model_config", "resolve_name"]
 
 
 @dataclass(frozen=True)
@@ -177,6 +177,13 @@ def resolve_name(name: str) -> str:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(known)} "
                        "(KG embeddings: `kgrec kge models`)")
     return name
+
+
+def is_variant(name: str) -> bool:
+    """True for a variant (``mkr-dcn``) that shares its base model's preset file: the base's
+    tuned values (``[<dataset>.tuned]``) are not its own."""
+    name = resolve_name(name)
+    return MODELS[name].preset != name
 
 
 def build_model(name: str, dataset: Dataset, config: Any,
