@@ -129,7 +129,7 @@ def train(
         None, help="validation metric that picks the epoch (default auc, or ndcg@<min K>)"),
     device: str = typer.Option("auto", help="auto (CUDA where available), cpu, cuda, cuda:N"),
     optimizer: str | None = typer.Option(
-        None, help="adam, adagrad or sgd for every task (default: the model's)"),
+        None, help="adam, adamw, adagrad or sgd for every task (default: the model's)"),
     lr_schedule: str = typer.Option("none", help="none, step or cosine (per epoch)"),
     clip_norm: float | None = typer.Option(None, help="clip gradients to this L2 norm"),
     patience: int | None = typer.Option(

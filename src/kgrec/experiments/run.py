@@ -26,6 +26,7 @@ from kgrec.data.split import random_split, subsample
 from kgrec.models import MODELS, is_variant, model_config, resolve_name
 from kgrec.models.base import Recommender, TrainData
 from kgrec.pretrain import build_model as build_with_inputs
+from kgrec.train.optim import OPTIMIZERS
 from kgrec.train.trainer import FitResult, TrainConfig, Trainer, seed_everything
 from kgrec.utils.io import atomic_write_text
 
@@ -75,7 +76,8 @@ class RunConfig:
         monitor: validation metric that picks the epoch (None: ``auc`` for ``ctr``,
             ``ndcg@<first K>`` for the ranking protocols).
         device: ``auto`` (CUDA where available), ``cpu``, ``cuda``, ``cuda:N``.
-        optimizer: ``adam``, ``adagrad`` or ``sgd`` for every task (None: the model's choice).
+        optimizer: ``adam``, ``adamw``, ``adagrad`` or ``sgd`` for every task (None: the
+            model's choice).
         lr_schedule: ``none``, ``step`` or ``cosine`` (per epoch; see
             :class:`~kgrec.train.trainer.TrainConfig`).
         clip_norm: clip each task's gradient to this L2 norm (None: no clipping).
@@ -138,7 +140,6 @@ class RunConfig:
 #: the validation metrics a run can monitor (ranking ones take any of the run's cut-offs)
 CTR_METRICS = ("auc", "acc", "f1", "logloss")
 RANKING_METRICS = ("precision", "recall", "ndcg", "hit", "hr", "mrr")
-OPTIMIZERS = ("adam", "adagrad", "sgd")
 LR_SCHEDULES = ("none", "step", "cosine")
 
 

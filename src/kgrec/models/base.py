@@ -19,6 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
+# what a task may ask the trainer for (kgrec.train.optim builds them)
+OPTIMIZERS = ("adam", "adamw", "adagrad", "sgd")
+
 __all__ = ["Recommender", "Task", "TrainData", "VectorRecommender"]
 
 
@@ -147,9 +150,9 @@ class Task:
     epoch_stats: Callable[[], Mapping[str, float]] | None = None
 
     def __post_init__(self) -> None:
-        if self.optimizer not in ("adam", "adagrad", "sgd"):
+        if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"task {self.name!r}: unknown optimizer {self.optimizer!r} "
-                             "(adam, adagrad or sgd)")
+                             f"({', '.join(OPTIMIZERS)})")
         if self.every < 1 or self.batch_size < 1:
             raise ValueError(f"task {self.name!r}: every and batch_size must be >= 1")
 

@@ -7,7 +7,7 @@ MKR's steps are tiny (batch 32-4096, d 4-8), so ``torch.optim.Adam.step``'s book
 (profiler hooks, state initialisation checks, per-parameter loops) would otherwise cost as much
 as the model itself. Its ``state_dict`` has ``torch.optim.Adam``'s layout.
 
-``adagrad`` and ``sgd`` are ``torch.optim.Adagrad`` / ``torch.optim.SGD`` (their steps are rare
+``adamw``, ``adagrad`` and ``sgd`` are ``torch.optim``'s (their steps are rare
 enough in this library for their overhead not to matter).
 
 Schedules (:func:`lr_factor`) are pure functions of the epoch, so resuming needs no state.
@@ -23,10 +23,10 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from kgrec.models.base import OPTIMIZERS
+
 __all__ = ["OPTIMIZERS", "SCHEDULES", "LeanAdam", "Optimizer", "lr_factor", "make_optimizer"]
 
-#: Optimizer names a :class:`~kgrec.models.base.Task` may ask for.
-OPTIMIZERS = ("adam", "adagrad", "sgd")
 #: Learning-rate schedules of :class:`~kgrec.train.trainer.TrainConfig`.
 SCHEDULES = ("none", "step", "cosine")
 
@@ -187,16 +187,18 @@ class LeanAdam:
 
 
 def make_optimizer(kind: str, params: list, *, lr: float, **kwargs: Any) -> Optimizer:
-    """The optimizer a task asks for: ``adam`` (:class:`LeanAdam`), ``adagrad`` or ``sgd``
+    """The optimizer a task asks for: ``adam`` (:class:`LeanAdam`, coupled L2), ``adamw``
+    (decoupled weight decay, Loshchilov & Hutter, ICLR'19), ``adagrad`` or ``sgd``
     (``torch.optim``), over parameters or groups ``{"params", "weight_decay"}``; ``kwargs``
     go to the constructor (``betas``, ``momentum`` ...)."""
     if kind == "adam":
         return LeanAdam(params, lr=lr, **kwargs)
-    if kind in ("adagrad", "sgd"):
+    if kind in ("adamw", "adagrad", "sgd"):
         groups = [g for g in _groups(params) if list(g["params"])]
         if not groups:  # a parameterless task (a closed-form model): nothing to update
             return LeanAdam([], lr=lr)
-        cls = torch.optim.Adagrad if kind == "adagrad" else torch.optim.SGD
+        cls = {"adamw": torch.optim.AdamW, "adagrad": torch.optim.Adagrad,
+               "sgd": torch.optim.SGD}[kind]
         return cls(groups, lr=lr, **kwargs)
     raise ValueError(f"unknown optimizer {kind!r}; known: {', '.join(OPTIMIZERS)}")
 

@@ -72,7 +72,7 @@ class TrainConfig:
         checkpoint_seconds: between the first epoch and the end, write it at most once per
             this many seconds (an interrupted run redoes at most that much training; a short
             run such as MKR on Last.FM writes it twice instead of every epoch).
-        optimizer: ``adam``, ``adagrad`` or ``sgd`` for every task (None: each task's own
+        optimizer: ``adam``, ``adamw``, ``adagrad`` or ``sgd`` for every task (None: each task's own
             choice, :attr:`~kgrec.models.base.Task.optimizer`).
     """
 
