@@ -289,6 +289,10 @@ def test_forward_backward(tiny_dataset):
             assert m.entity_emb.grad is None and m.context_emb.grad is None
         else:
             assert m.entity_emb.grad.abs().sum() > 0 and m.context_emb.grad.abs().sum() > 0
+    # the optimizer choice reaches the task, with the same L2 groups
+    (task,) = _model(ds, optimizer="adamw").tasks(_train_data(ds, train))
+    assert task.optimizer == "adamw" and task.params[0]["weight_decay"] == pytest.approx(
+        _model(ds).config.l2_weight)
 
 
 def test_short_fit_beats_chance(tiny_dataset):
@@ -307,6 +311,7 @@ def test_short_fit_beats_chance(tiny_dataset):
     ({"filter_sizes": (1, 11)}, "max_title_length"), ({"attention": "cnn"}, "attention"),
     ({"predictor": "x"}, "predictor"), ({"kge": "foo"}, "kge"), ({"n_filters": 0}, "n_filters"),
     ({"lr": 0.0}, "lr"), ({"filter_sizes": ()}, "filter_sizes"),
+    ({"optimizer": "sgd"}, "optimizer"),
 ])
 def test_bad_config(bad, match):
     with pytest.raises(ValueError, match=match):
