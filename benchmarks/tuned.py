@@ -85,9 +85,7 @@ def summary() -> str:
                 a = {r["seed"]: r["test"]["auc"] for r in t["runs"]}
                 b = {r["seed"]: r["test"]["auc"] for r in p["runs"]}
                 # the better of the two settings on validation is the model's tuned figure
-                va = np.mean([r["valid"]["auc"] for r in t["runs"]])
-                vb = np.mean([r["valid"]["auc"] for r in p["runs"]])
-                tuned_runs.setdefault(ds, {})[model] = a if va >= vb else b
+                tuned_runs.setdefault(ds, {})[model] = a if _tuned_wins(t, p) else b
                 common = sorted(set(a) & set(b))
                 pval = (paired_ttest([a[s] for s in common], [b[s] for s in common])[1]
                         if len(common) > 1 else float("nan"))
@@ -161,8 +159,10 @@ def ranking(tuned_runs: dict[str, dict[str, dict[int, float]]], paired_ttest) ->
     return out
 
 
-def _toml(value) -> str:
-    return json.dumps(value) if not isinstance(value, bool) else str(value).lower()
+def _tuned_wins(tuned: dict, preset: dict) -> bool:
+    """The tuned values' mean validation AUC over the seeds is at least the preset's."""
+    return (np.mean([r["valid"]["auc"] for r in tuned["runs"]])
+            >= np.mean([r["valid"]["auc"] for r in preset["runs"]]))
 
 
 def _confirmed(dataset: str, model: str) -> bool:
@@ -173,10 +173,15 @@ def _confirmed(dataset: str, model: str) -> bool:
         return True
     res = json.loads(path.read_text())["results"].get(dataset, {})
     t, p = res.get(f"{model}[tuned]"), res.get(f"{model}[preset]")
-    if t is None or p is None:
-        return True
-    return (np.mean([r["valid"]["auc"] for r in t["runs"]])
-            >= np.mean([r["valid"]["auc"] for r in p["runs"]]))
+    return t is None or p is None or _tuned_wins(t, p)
+
+
+def _values(best_toml: Path) -> list[str]:
+    """The ``key = value`` lines of a study's ``best.toml`` (as ``kgrec tune`` wrote them,
+    after its section header)."""
+    lines = best_toml.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("["))
+    return [line for line in lines[start + 1:] if line.strip()]
 
 
 def adopt() -> list[str]:
@@ -216,8 +221,7 @@ def adopt() -> list[str]:
                  f"validation {best['metric']} {best['best_value']:.4f} (trial "
                  f"{best['best_trial']})",
                  f"# kgrec tune report: benchmarks/results/tune/{path.parent.name}; test: "
-                 "benchmarks/results/tuned.md", head,
-                 *(f"{k} = {_toml(v)}" for k, v in best["best_params"].items()), ""]
+                 "benchmarks/results/tuned.md", head, *_values(path.parent / "best.toml"), ""]
         if not _confirmed(dataset, model):
             atomic_write_text(preset, "\n".join(lines).rstrip("\n") + "\n")
             done.append(f"{preset.name}: {head} not adopted (validation over seeds prefers "
