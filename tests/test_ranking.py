@@ -48,6 +48,20 @@ class HistoryModel(Recommender):
         return scores
 
 
+class PairScores(Recommender):
+    """Scores pairs one by one (the generic ``score_all``, like KGCN); counts the pairs."""
+
+    def __init__(self, scores: np.ndarray) -> None:
+        super().__init__()
+        self.n_users, self.n_items = scores.shape
+        self.table = nn.Parameter(torch.from_numpy(scores).float())
+        self.pairs: list[torch.Tensor] = []
+
+    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        self.pairs.append(items.clone())
+        return self.table[users, items]
+
+
 def random_queries(seed: int, n_queries: int = 50, n_items: int = 30) -> Queries:
     rng = np.random.default_rng(seed)
     hl = rng.integers(0, 8, n_queries)
@@ -135,6 +149,11 @@ def test_candidates_rank_only_those_items(seed: int) -> None:
                                                                        q.hist_indptr[j + 1]]
                                        if cand[x]})) for j in rows]
     assert got == pytest.approx(np.mean([min(5, x) / x for x in c]))
+    # a model that scores by pairs is asked about the candidates only, with the same result
+    pm = PairScores(scores)
+    assert evaluate_ranking(pm, q, n_items=n_items, ks=ks) == pytest.approx(ref, abs=1e-12)
+    asked = torch.cat(pm.pairs).numpy()
+    assert cand[asked].all() and set(asked) == set(np.flatnonzero(cand))
     with pytest.raises(ValueError, match="one per item"):
         evaluate_ranking(FixedScores(scores), q.with_candidates(cand[:-1]), n_items=n_items)
     with pytest.raises(ValueError, match="at least one item"):

@@ -50,11 +50,13 @@ def _ranked_query_blocks(
     device = _device(model)
     block_size = max(1, int(max_scores) // n_items)
     outside = None  # items the queries may not return (Queries.candidates)
+    cand = None  # their ids: only these are scored (Recommender.score_candidates)
     if queries.candidates is not None:
         if len(queries.candidates) != n_items:
             raise ValueError(f"queries.candidates has {len(queries.candidates)} entries, "
                              f"expected one per item ({n_items})")
         outside = torch.from_numpy(~queries.candidates).to(device)
+        cand = torch.from_numpy(np.flatnonzero(queries.candidates)).to(device)
     # ties: by one of P fixed random orders of the items per query (module docstring)
     gen = torch.Generator().manual_seed(0)
     n_orders = max(1, min(64, 2**22 // max(n_items, 1)))
@@ -64,10 +66,19 @@ def _ranked_query_blocks(
         br = rows[start : start + block_size]
         users = torch.from_numpy(queries.users[br]).to(device)
         history = torch.from_numpy(queries.history(br, max_history)).to(device)
-        scores = model.score_queries(users, history)
-        if scores.shape != (len(br), n_items):
-            raise ValueError(f"score_queries returned shape {tuple(scores.shape)}, expected "
-                             f"{(len(br), n_items)}")
+        if cand is None:
+            scores = model.score_queries(users, history)
+            if scores.shape != (len(br), n_items):
+                raise ValueError(f"score_queries returned shape {tuple(scores.shape)}, "
+                                 f"expected {(len(br), n_items)}")
+        else:  # the others are -inf below (outside) whatever their score
+            part = model.score_candidates(users, history, cand)
+            if part.shape != (len(br), len(cand)):
+                raise ValueError(f"score_candidates returned shape {tuple(part.shape)}, "
+                                 f"expected {(len(br), len(cand))}")
+            scores = torch.full((len(br), n_items), float("-inf"), dtype=part.dtype,
+                                device=part.device)
+            scores[:, cand] = part
         masked = np.zeros(0, dtype=np.int64)
         if mask:
             pos, items = queries.history_pairs(br)

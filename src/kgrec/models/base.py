@@ -191,6 +191,19 @@ class Recommender(nn.Module):
         the ids (a user unseen in training is served from the history alone)."""
         return self.score_all(users)
 
+    def score_candidates(self, users: torch.Tensor, history: torch.Tensor,
+                         items: torch.Tensor) -> torch.Tensor:
+        """Logits ``(b, len(items))`` of the queries (as :meth:`score_queries`) for the given
+        items only, e.g. the new items of the ``cold-items`` protocol. A model that scores by
+        pairs (the generic :meth:`score_all`, e.g. KGCN, whose item vector depends on the
+        user) scores just these pairs; any other picks the columns of :meth:`score_queries`."""
+        cls = type(self)
+        if cls.score_queries is Recommender.score_queries \
+                and cls.score_all is Recommender.score_all:
+            b, c = len(users), len(items)
+            return self.score(users.repeat_interleave(c), items.repeat(b)).view(b, c)
+        return self.score_queries(users, history)[:, items]
+
     def user_vectors(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         """Query vectors ``(b, d)`` (or ``(b, n_interests, d)``) whose inner product with
         :meth:`item_vectors` gives the scores, for ANN search. Optional."""
