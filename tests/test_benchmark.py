@@ -156,13 +156,22 @@ def test_tuned_benchmark_runs_tuned_values_only_where_they_exist():
     cfg = BenchmarkConfig(datasets=["music"], models=["fm", "mkr-dcn", "pop"], seeds=1,
                           sections=["ctr", "sensitivity"], intervals=[2], dims=[],
                           tuned=True)
-    jobs = {(j.model, j.params) for j in plan_jobs(cfg)}
+    planned = plan_jobs(cfg)
+    # what each run trains with: the tuned values, then the section's own settings
+    jobs = {(j.model, tuple(sorted({**dict(j.tuned), **dict(j.params)}.items())))
+            for j in planned}
     fm = tuned_values("fm", "music")
     assert fm and ("fm", tuple(sorted(fm.items()))) in jobs
     assert ("mkr-dcn", ()) in jobs and ("pop", ()) in jobs  # a variant and an untuned model
     # the sensitivity setting overrides the tuned value it varies, the rest stay tuned
     mkr = {**tuned_values("mkr", "music"), "kge_interval": 2}
     assert ("mkr", tuple(sorted(mkr.items()))) in jobs
+    # the section's settings stay apart from the tuned values (the tables select by them),
+    # and a tuned run does not resume a preset run's log entry
+    assert {j.params for j in planned if j.model == "fm"} == {()}
+    assert {j.params for j in planned if j.model == "mkr"} == {(("kge_interval", 2),)}
+    tuned_fm = next(j for j in planned if j.model == "fm")
+    assert tuned_fm.key != Job(dataset="music", model="fm", seed=0).key
     note = _tuned_note(cfg)
     assert "fm (music)" in note and "mkr-dcn" not in note and "pop" not in note
     plain = {j.params for j in plan_jobs(BenchmarkConfig(datasets=["music"], models=["fm"],
@@ -172,3 +181,31 @@ def test_tuned_benchmark_runs_tuned_values_only_where_they_exist():
     only = _tuned_note(BenchmarkConfig(datasets=["music"], models=["fm"], seeds=1,
                                        sections=["ctr"], tuned=True))
     assert "fm (music)" in only and "cke" not in only and "mkr" not in only
+
+
+def test_tuned_report_fills_every_table(tmp_path):
+    """``--tuned`` runs carry their tuned values apart from the section's settings, so the
+    CTR and KG tables find them (they once selected none: an empty report)."""
+    from kgrec.config import tuned_values
+    from kgrec.experiments.benchmark import write_report
+
+    cfg = BenchmarkConfig(datasets=["music"], models=["mkr", "cke"], seeds=2,
+                          sections=["ctr", "kg"], kg_models=["cke"], kg_seeds=2,
+                          kg_ratios=[1.0], tuned=True, name="t", out_dir=str(tmp_path))
+    cke = tuned_values("cke", "music")
+    assert cke
+    res = []
+    for j in plan_jobs(cfg):
+        auc = 0.8 + 0.01 * j.seed - 0.05 * (j.kg_ratio == 0) - 0.03 * j.kg_shuffle
+        r = _result(j.model, j.seed, auc, 0.7, kg_ratio=j.kg_ratio, kg_shuffle=j.kg_shuffle,
+                    tuned=dict(j.tuned))
+        r["key"] = j.key
+        res.append(r)
+    assert any(r["job"]["tuned"] == cke for r in res)
+    write_report(cfg, res, wall_seconds=1.0)
+    md = (tmp_path / "t.md").read_text()
+    ctr = [line for line in md.splitlines() if line.startswith(("| mkr |", "| cke |"))]
+    assert any(line.startswith("| cke | 0.8050 ± 0.0071") for line in ctr)
+    kg = next(line for line in md.splitlines() if line.startswith("| cke | 0.8050")
+              and "0.7550" in line)
+    assert "0.7750" in kg  # full, no KG, shuffled tails

@@ -173,6 +173,9 @@ class Job:
     kg_ratio: float = 1.0
     kg_shuffle: bool = False
     params: tuple[tuple[str, Any], ...] = ()
+    #: the tuned values the run starts from (``--tuned``); ``params`` override them. Kept
+    #: apart so that the tables select a section's runs by ``params`` alone.
+    tuned: tuple[tuple[str, Any], ...] = ()
     epochs: int | None = None
     negatives: str = "fixed"
     topk: bool = False
@@ -188,6 +191,10 @@ class Job:
         d.pop("topk_users")
         if d["protocol"] == "ctr":
             d.pop("protocol")
+        if not d["tuned"]:
+            d.pop("tuned")
+        else:
+            d["tuned"] = sorted(self.tuned)
         d["params"] = sorted(self.params)
         return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -251,10 +258,9 @@ def plan_jobs(cfg: BenchmarkConfig) -> list[Job]:
 
     for ds in cfg.datasets:
         def mk(model: str, seed: int, ds: str = ds, **kw: Any) -> Job:
-            params = {**_tuned(cfg, model, ds), **dict(kw.pop("params", ()))}
             return Job(dataset=ds, model=model, seed=seed, epochs=_epochs(cfg, model, ds),
                        negatives=cfg.negatives, topk_users=cfg.topk_users,
-                       params=tuple(sorted(params.items())), **kw)
+                       tuned=tuple(sorted(_tuned(cfg, model, ds).items())), **kw)
 
         if "ctr" in cfg.sections:
             for m in cfg.models:
@@ -300,7 +306,8 @@ def run_job(job: Job, runs_dir: str, threads: int | None) -> dict[str, Any]:
 
     cfg = RunConfig(dataset=job.dataset, model=job.model, seed=job.seed, epochs=job.epochs,
                     negatives=job.negatives, train_ratio=job.train_ratio,
-                    kg_ratio=job.kg_ratio, kg_shuffle=job.kg_shuffle, params=dict(job.params),
+                    kg_ratio=job.kg_ratio, kg_shuffle=job.kg_shuffle,
+                    params={**dict(job.tuned), **dict(job.params)},
                     topk=job.topk and job.protocol == "ctr", topk_users=job.topk_users,
                     protocol=job.protocol, out=str(Path(runs_dir) / job.key), threads=threads,
                     progress=False, plot=False,
@@ -309,7 +316,7 @@ def run_job(job: Job, runs_dir: str, threads: int | None) -> dict[str, Any]:
     m = train(cfg).metrics
     return {
         "key": job.key,
-        "job": {**asdict(job), "params": dict(job.params)},
+        "job": {**asdict(job), "params": dict(job.params), "tuned": dict(job.tuned)},
         "test": m["test"],
         "valid": m["valid"],
         "best_epoch": m["best_epoch"],
