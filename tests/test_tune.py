@@ -149,6 +149,25 @@ def test_every_preset_lies_inside_its_search_space():
                 assert ok, (name, ds, k, v, s)
 
 
+def test_the_preset_point_sets_every_searched_parameter():
+    """Trial 0 is the whole preset: a searched parameter that the preset file leaves out
+    takes the model's default (DKN's movie preset has no ``optimizer``: the authors' adam),
+    not a value the sampler draws."""
+    from kgrec.experiments.tune import _preset_point
+    from kgrec.models import MODELS
+
+    for name in MODELS:
+        if name == "pop":
+            continue
+        space = search_space(name)
+        for ds in ("music", "book", "movie-half", "amazon-beauty", "ml-100k-kg"):
+            point = _preset_point(RunConfig(dataset=ds, model=name), space)
+            assert set(point) == set(space), (name, ds, sorted(set(space) - set(point)))
+    dkn = search_space("dkn")
+    assert _preset_point(RunConfig(dataset="movie-half", model="dkn"), dkn)["optimizer"] == "adam"
+    assert _preset_point(RunConfig(dataset="music", model="dkn"), dkn)["optimizer"] == "adamw"
+
+
 def test_report_warns_when_the_best_trial_peaks_at_the_end():
     from kgrec.experiments.run import RunConfig
     from kgrec.experiments.tune import _budget_warning

@@ -132,11 +132,15 @@ def suggest(trial, space: dict[str, dict]) -> dict[str, Any]:
 
 def _preset_point(base: RunConfig, space: dict[str, dict]) -> dict[str, Any]:
     """The preset's values of the searched parameters (those inside the space), so that the
-    first trial is the preset and the search never reports a worse validation figure."""
+    first trial is the preset and the search never reports a worse validation figure. A
+    parameter the preset leaves out takes the model's default (DKN's ``optimizer``)."""
+    from kgrec.models import model_config
+
     params, _ = resolve(base)
+    defaults = model_config(resolve_name(base.model), {})
     out = {}
     for name, s in space.items():
-        v = params.get(name)
+        v = params.get(name, getattr(defaults, name, None))
         if v is None or not in_space(s, v):
             continue
         out[name] = v if s["type"] == "categorical" else (
