@@ -49,13 +49,11 @@ def _ranked_query_blocks(
     scored ``-inf``. Must run inside :func:`~kgrec.eval.evaluator._inference`."""
     device = _device(model)
     block_size = max(1, int(max_scores) // n_items)
-    outside = None  # items the queries may not return (Queries.candidates)
-    cand = None  # their ids: only these are scored (Recommender.score_candidates)
+    cand = None  # Queries.candidates' ids: only these are scored, the others are -inf
     if queries.candidates is not None:
         if len(queries.candidates) != n_items:
             raise ValueError(f"queries.candidates has {len(queries.candidates)} entries, "
                              f"expected one per item ({n_items})")
-        outside = torch.from_numpy(~queries.candidates).to(device)
         cand = torch.from_numpy(np.flatnonzero(queries.candidates)).to(device)
     # ties: by one of P fixed random orders of the items per query (module docstring)
     gen = torch.Generator().manual_seed(0)
@@ -71,7 +69,7 @@ def _ranked_query_blocks(
             if scores.shape != (len(br), n_items):
                 raise ValueError(f"score_queries returned shape {tuple(scores.shape)}, "
                                  f"expected {(len(br), n_items)}")
-        else:  # the others are -inf below (outside) whatever their score
+        else:  # Recommender.score_candidates; the items outside rank last, never returned
             part = model.score_candidates(users, history, cand)
             if part.shape != (len(br), len(cand)):
                 raise ValueError(f"score_candidates returned shape {tuple(part.shape)}, "
@@ -87,8 +85,6 @@ def _ranked_query_blocks(
             neg_inf = torch.tensor(float("-inf"), dtype=scores.dtype, device=scores.device)
             scores = scores.index_put((torch.from_numpy(pos).to(scores.device),
                                        torch.from_numpy(items).to(scores.device)), neg_inf)
-        if outside is not None:
-            scores = scores.masked_fill(outside, float("-inf"))
         order = orders[torch.from_numpy(br % n_orders).to(device)]  # (b, n_items)
         values, at = torch.topk(scores.gather(1, order), k, dim=1)
         yield br, values, order.gather(1, at), masked
