@@ -111,3 +111,39 @@ def train_job(job: tuple, runs: Path, *, patience: int, quick: bool,
     m["job"] = list(job)
     m["run_dir"] = str(out)
     return m
+
+
+def recbole_fit_timed(trainer, train_data, valid_data, *, on_train=None,
+                      on_valid=None) -> dict:
+    """RecBole's ``trainer.fit`` with every epoch's training (wall and CPU seconds) and
+    validation (wall seconds, score) recorded: ``{"train_s", "train_cpu", "valid_s",
+    "valid_curve", "best", "best_epoch"}``, the best epoch as RecBole keeps it (the last one
+    to reach the best score). ``on_train(epoch, rec, result)`` and ``on_valid(epoch, score,
+    rec)``, when given, run after each with the record so far (progress lines)."""
+    rec: dict = {"train_s": [], "train_cpu": [], "valid_s": [], "valid_curve": []}
+    orig_train, orig_valid = trainer._train_epoch, trainer._valid_epoch
+
+    def timed_train(*a, **k):
+        t, c = time.perf_counter(), time.process_time()
+        r = orig_train(*a, **k)
+        rec["train_s"].append(time.perf_counter() - t)
+        rec["train_cpu"].append(time.process_time() - c)
+        if on_train is not None:
+            on_train(len(rec["train_s"]) - 1, rec, r)
+        return r
+
+    def timed_valid(*a, **k):
+        t = time.perf_counter()
+        score, result = orig_valid(*a, **k)
+        rec["valid_s"].append(time.perf_counter() - t)
+        rec["valid_curve"].append(float(score))
+        if on_valid is not None:
+            on_valid(len(rec["train_s"]) - 1, float(score), rec)
+        return score, result
+
+    trainer._train_epoch, trainer._valid_epoch = timed_train, timed_valid
+    trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+    best = max(rec["valid_curve"])
+    rec["best"] = best
+    rec["best_epoch"] = max(i for i, v in enumerate(rec["valid_curve"]) if v == best)
+    return rec

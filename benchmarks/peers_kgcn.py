@@ -74,7 +74,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _cli import epoch_timings, fmt_mean_std
+from _cli import epoch_timings, fmt_mean_std, recbole_fit_timed
 
 from kgrec.eval.metrics import ctr_metrics
 from kgrec.experiments.run import RunConfig, prepare_data
@@ -243,34 +243,16 @@ def run_recbole(seed: int, ds, split, args, work: Path, variant: str = "defaults
     torch.autograd.set_detect_anomaly(False)
     yaml_defaults = {k: config[k] for k in RECBOLE_KGCN_DEFAULTS}
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    train_s: list[float] = []
-    train_cpu: list[float] = []
-    valid_s: list[float] = []
-    valid_curve: list[float] = []
-    orig_train, orig_valid = trainer._train_epoch, trainer._valid_epoch
 
-    def timed_train(*a, **k):
-        t, c = time.perf_counter(), time.process_time()
-        r = orig_train(*a, **k)
-        train_s.append(time.perf_counter() - t)
-        train_cpu.append(time.process_time() - c)
-        return r
+    def on_valid(epoch: int, score: float, rec: dict) -> None:
+        if len(rec["valid_curve"]) % 10 == 1:
+            log(f"  epoch {epoch}: train {rec['train_s'][-1]:.2f}s, valid AUC {score:.4f}")
 
-    def timed_valid(*a, **k):
-        t = time.perf_counter()
-        score, result = orig_valid(*a, **k)
-        valid_s.append(time.perf_counter() - t)
-        valid_curve.append(float(score))
-        if len(valid_curve) % 10 == 1:
-            log(f"  epoch {len(train_s) - 1}: train {train_s[-1]:.2f}s, valid AUC {score:.4f}")
-        return score, result
-
-    trainer._train_epoch, trainer._valid_epoch = timed_train, timed_valid
-    trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+    fit = recbole_fit_timed(trainer, train_data, valid_data, on_valid=on_valid)
     test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
     valid_result = trainer.evaluate(valid_data, load_best_model=False, show_progress=False)
-    best = max(valid_curve)
-    best_epoch = max(i for i, v in enumerate(valid_curve) if v == best)  # RecBole: >= best
+    train_s, train_cpu, valid_s = fit["train_s"], fit["train_cpu"], fit["valid_s"]
+    valid_curve, best, best_epoch = fit["valid_curve"], fit["best"], fit["best_epoch"]
 
     # kgrec's metric code on kgrec's own rows, scored by the best RecBole checkpoint
     model = trainer.model.eval()

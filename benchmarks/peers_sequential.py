@@ -81,7 +81,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-from _cli import epoch_timings
+from _cli import epoch_timings, recbole_fit_timed
 
 from kgrec.data.catalog import load_dataset
 from kgrec.data.split import Queries, Split
@@ -297,35 +297,20 @@ def run_recbole(model_name: str, ds, ds_name: str, split: Split, args, work: Pat
     # mode: same results, training ~1.6x slower). Off, as every other run here.
     torch.autograd.set_detect_anomaly(False)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    train_s: list[float] = []
-    train_cpu: list[float] = []
-    valid_s: list[float] = []
-    valid_curve: list[float] = []
-    orig_train, orig_valid = trainer._train_epoch, trainer._valid_epoch
 
-    def timed_train(*a, **k):
-        t, c = time.perf_counter(), time.process_time()
-        r = orig_train(*a, **k)
-        train_s.append(time.perf_counter() - t)
-        train_cpu.append(time.process_time() - c)
-        log(f"  {model_name} epoch {len(train_s) - 1}: train {train_s[-1]:.1f}s loss "
+    def on_train(epoch: int, rec: dict, r) -> None:
+        log(f"  {model_name} epoch {epoch}: train {rec['train_s'][-1]:.1f}s loss "
             f"{float(r if not isinstance(r, tuple) else sum(r)):.4f}")
-        return r
 
-    def timed_valid(*a, **k):
-        t = time.perf_counter()
-        score, result = orig_valid(*a, **k)
-        valid_s.append(time.perf_counter() - t)
-        valid_curve.append(float(score))
-        log(f"  {model_name} epoch {len(train_s) - 1}: valid NDCG@10 {score:.4f} "
-            f"({valid_s[-1]:.1f}s)")
-        return score, result
+    def on_valid(epoch: int, score: float, rec: dict) -> None:
+        log(f"  {model_name} epoch {epoch}: valid NDCG@10 {score:.4f} "
+            f"({rec['valid_s'][-1]:.1f}s)")
 
-    trainer._train_epoch, trainer._valid_epoch = timed_train, timed_valid
-    trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+    fit = recbole_fit_timed(trainer, train_data, valid_data, on_train=on_train,
+                            on_valid=on_valid)
     test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
-    best = max(valid_curve)
-    best_epoch = max(i for i, v in enumerate(valid_curve) if v == best)  # RecBole: >= best
+    train_s, train_cpu, valid_s = fit["train_s"], fit["train_cpu"], fit["valid_s"]
+    valid_curve, best, best_epoch = fit["valid_curve"], fit["best"], fit["best_epoch"]
 
     # kgrec's evaluation of the best checkpoint on kgrec's own test queries
     model = trainer.model.eval()
