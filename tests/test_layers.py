@@ -123,3 +123,28 @@ def test_trained_items_and_id_keep_mask() -> None:
     kept = id_keep_mask(many, seen_t, 0.3, training=True).mean().item()
     assert abs(kept - 0.7) < 0.02
     assert id_keep_mask(many, seen_t, 0.0, training=True).mean().item() == 1.0
+
+
+def test_sparse_matmul_matches_dense_values_and_gradient() -> None:
+    from kgrec.models.layers import sparse_matmul, to_csr
+
+    g = torch.Generator().manual_seed(0)
+    rows = torch.tensor([0, 0, 1, 2, 3, 3, 4])
+    cols = torch.tensor([1, 4, 2, 0, 3, 1, 4])
+    vals = torch.rand(7, generator=g)
+    coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, (5, 5),
+                                  check_invariants=True).coalesce()
+    dense = coo.to_dense()
+    x = torch.randn(5, 3, generator=g, requires_grad=True)
+    w = torch.randn(5, 3, generator=g)
+    # not symmetric: the backward needs the transpose
+    out = sparse_matmul(to_csr(coo), x, to_csr(coo.t()))
+    (out * w).sum().backward()
+    assert torch.allclose(out, dense @ x.detach(), atol=1e-6)
+    assert torch.allclose(x.grad, dense.T @ w, atol=1e-6)
+    # symmetric: a_t omitted
+    sym = (coo + coo.t()).coalesce()
+    x.grad = None
+    (sparse_matmul(to_csr(sym), x) * w).sum().backward()
+    assert torch.allclose(x.grad, sym.to_dense() @ w, atol=1e-6)
+    assert to_csr(to_csr(coo)).layout == torch.sparse_csr

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from kgrec.models.base import Task, TrainData
 from kgrec.models.cf.bpr_mf import BPRMF, BPRConfig
 from kgrec.models.cf.pop import CalibratedTables
+from kgrec.models.layers import sparse_matmul, to_csr
 
 __all__ = ["LightGCN", "LightGCNConfig", "build", "normalized_adjacency"]
 
@@ -77,7 +78,7 @@ class LightGCN(CalibratedTables, BPRMF):
             return self.user_emb, self.item_emb
         total, layer = e, e
         for _ in range(self.config.n_layers):
-            layer = torch.sparse.mm(self.adj, layer)
+            layer = sparse_matmul(self.adj, layer)  # A_hat is symmetric
             total = total + layer
         total = total / (self.config.n_layers + 1)
         return total[: self.n_users], total[self.n_users:]
@@ -102,8 +103,8 @@ class LightGCN(CalibratedTables, BPRMF):
     def tasks(self, data: TrainData) -> list[Task]:
         train = data.train_rows()
         pos = train[train[:, 2] == 1]
-        self.adj = normalized_adjacency(pos[:, 0], pos[:, 1], self.n_users,
-                                        self.n_items).to(self.user_emb.device)
+        self.adj = to_csr(normalized_adjacency(pos[:, 0], pos[:, 1], self.n_users,
+                                               self.n_items)).to(self.user_emb.device)
         out = super().tasks(data)
         rec = out[0]
         rec.params = [self.user_emb, self.item_emb]

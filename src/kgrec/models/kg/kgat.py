@@ -70,6 +70,7 @@ from torch import nn
 from kgrec.models.base import Recommender, Task, TrainData
 from kgrec.models.cf.bpr_mf import bpr_rows, sample_bpr_triples
 from kgrec.models.cf.pop import CalibratedTables
+from kgrec.models.layers import sparse_matmul, to_csr
 
 __all__ = ["KGAT", "KGATConfig", "bi_interaction", "build", "build_ckg", "corrupt_tails",
            "edge_softmax"]
@@ -254,6 +255,7 @@ class KGAT(CalibratedTables, Recommender):
         self.register_buffer("edge_tail", torch.zeros(0, dtype=torch.long), persistent=False)
         self.register_buffer("attention", torch.zeros(0), persistent=False)
         self.register_buffer("adj", None, persistent=False)
+        self.register_buffer("adj_t", None, persistent=False)  # its transpose (backward)
         # the edges in relation order, and each relation's (id, start, end) in that order
         self.register_buffer("rel_order", torch.zeros(0, dtype=torch.long), persistent=False)
         self._rel_groups: list[tuple[int, int, int]] = []
@@ -301,7 +303,7 @@ class KGAT(CalibratedTables, Recommender):
         ``1 / |N_h|``) and the sparse propagation matrix."""
         heads = self.edge_head
         if len(heads) == 0:
-            self.attention, self.adj = torch.zeros(0, device=heads.device), None
+            self.attention, self.adj, self.adj_t = torch.zeros(0, device=heads.device), None, None
             return
         if self.config.use_attention:
             att = edge_softmax(self.attention_scores(), heads, self.n_nodes)
@@ -309,9 +311,10 @@ class KGAT(CalibratedTables, Recommender):
             deg = torch.bincount(heads, minlength=self.n_nodes).float()
             att = 1.0 / deg[heads]
         self.attention = att
-        self.adj = torch.sparse_coo_tensor(torch.stack([heads, self.edge_tail]), att,
-                                           (self.n_nodes, self.n_nodes),
-                                           check_invariants=False).coalesce()
+        adj = torch.sparse_coo_tensor(torch.stack([heads, self.edge_tail]), att,
+                                      (self.n_nodes, self.n_nodes),
+                                      check_invariants=False).coalesce()
+        self.adj, self.adj_t = to_csr(adj), to_csr(adj.t())
 
     # ------------------------------------------------------------------ propagation
     def layers(self, dropout: bool = False) -> list[torch.Tensor]:
@@ -321,7 +324,7 @@ class KGAT(CalibratedTables, Recommender):
         outs = [ego]
         p = float(self.config.mess_dropout)
         for w_sum, w_bi in zip(self.w_sum, self.w_bi, strict=True):
-            side = torch.sparse.mm(self.adj, ego) if self.adj is not None else \
+            side = sparse_matmul(self.adj, ego, self.adj_t) if self.adj is not None else \
                 torch.zeros_like(ego)
             ego = bi_interaction(ego, side, w_sum, w_bi)
             if dropout and p > 0:
