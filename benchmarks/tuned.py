@@ -12,6 +12,7 @@ Usage::
 
     KGREC_DATA=../shared/datasets python benchmarks/tuned.py --dataset music \\
         --models ripplenet,fm --trials 12
+    python benchmarks/tuned.py --dataset book --models lightgcn --epochs 200  # longer runs
     python benchmarks/tuned.py --summary
     python benchmarks/tuned.py --adopt   # best values -> [<dataset>.tuned] preset sections
 """
@@ -33,11 +34,14 @@ RESULTS = HERE / "results"
 REPORT_FILES = ("best.json", "best.toml", "report.md", "history.png", "importance.png")
 
 
-def tune(dataset: str, model: str, trials: int, workers: int) -> list[str]:
-    """Run (or resume) the study; copy its report; return the tuned ``--set`` arguments."""
-    out = Path("runs/tune") / f"{dataset}-{model}"
+def tune(dataset: str, model: str, trials: int, workers: int,
+         epochs: int | None = None) -> list[str]:
+    """Run (or resume) the study; copy its report; return the tuned ``--set`` arguments
+    (with ``epochs``: a study of runs that long, tuned values that carry it)."""
+    out = Path("runs/tune") / (f"{dataset}-{model}" + (f"-e{epochs}" if epochs else ""))
     cmd = [sys.executable, "-m", "kgrec", "tune", "-d", dataset, "-m", model,
-           "--trials", str(trials), "--workers", str(workers), "--out", str(out)]
+           "--trials", str(trials), "--workers", str(workers), "--out", str(out),
+           *(["--epochs", str(epochs)] if epochs else [])]
     print("$", shlex.join(cmd), flush=True)
     subprocess.run(cmd, check=True)
     dest = RESULTS / "tune" / f"{dataset}-{model}"
@@ -49,7 +53,7 @@ def tune(dataset: str, model: str, trials: int, workers: int) -> list[str]:
     args: list[str] = []
     for key, value in best["best_params"].items():
         args += ["--set", f"{key}={value}"]
-    return args
+    return args + (["--set", f"epochs={epochs}"] if epochs else [])
 
 
 def compare(dataset: str, model: str, tuned_args: list[str], seeds: int) -> None:
@@ -243,6 +247,9 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="tune at this run length (default: the preset's); the tuned runs "
+                         "keep it, the preset runs do not")
     ap.add_argument("--summary", action="store_true", help="only rewrite tuned.md")
     ap.add_argument("--adopt", action="store_true",
                     help="only write every study's best values into the presets as "
@@ -253,8 +260,8 @@ def main() -> None:
         return
     if not args.summary:
         for model in [m for m in args.models.split(",") if m]:
-            compare(args.dataset, model, tune(args.dataset, model, args.trials, args.workers),
-                    args.seeds)
+            tuned = tune(args.dataset, model, args.trials, args.workers, args.epochs)
+            compare(args.dataset, model, tuned, args.seeds)
     print(summary())
 
 

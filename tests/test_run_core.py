@@ -91,3 +91,10 @@ def test_sparse_runs_keep_the_step_budget():
               for r in (1.0, 0.5, 0.2, 0.1, 0.3)}
     assert epochs == {1.0: 10, 0.5: 20, 0.2: 50, 0.1: 100, 0.3: 34}
     assert resolve(RunConfig(dataset="music", model="mkr", train_ratio=0.1, epochs=7))[1] == 7
+    # --set epochs=N stands in for the preset's value (scaled alike); --epochs stays exact
+    params, n = resolve(RunConfig(dataset="music", model="mkr", params={"epochs": 4}))
+    assert n == 4 and "epochs" not in params
+    assert resolve(RunConfig(dataset="music", model="mkr", train_ratio=0.5,
+                             params={"epochs": 4}))[1] == 8
+    assert resolve(RunConfig(dataset="music", model="mkr", epochs=3,
+                             params={"epochs": 4}))[1] == 3

@@ -64,7 +64,10 @@ def test_tune_never_scores_test_and_resumes(tmp_path, monkeypatch):
     assert res["complete"] == 3 and res["metric"] == "auc"
     assert 0.5 < res["best_value"] <= 1.0
     best = tomllib.loads((out / "best.toml").read_text())["synthetic"]["tuned"]
-    assert best == res["best_params"] and set(best) == set(search_space("mf"))
+    # the tuned section carries the study's run length (its --epochs) with the best values
+    assert best == {**res["best_params"], "epochs": 2}
+    assert set(res["best_params"]) == set(search_space("mf"))
+    assert res["command"].startswith("kgrec train -d synthetic -m mf --protocol ctr --epochs 2 ")
     for f in ("report.md", "history.png", "importance.png", "study.journal"):
         assert (out / f).is_file(), f
     kept = sorted(p.name for p in (out / "trials").iterdir())

@@ -383,10 +383,12 @@ def resolve(cfg: RunConfig) -> tuple[dict[str, Any], int]:
         preset = load_preset(MODELS[name].preset, cfg.dataset, tuned=cfg.tuned)
     except KeyError as err:
         raise ConfigError(err.args[0]) from None
-    epochs = int(preset.pop("epochs", 10))
+    params = {**preset, **cfg.params}
+    # ``epochs`` may come from the preset, its tuned section or ``--set epochs=N``: the run
+    # length the values were chosen with (scaled for a sparse run; ``--epochs`` is exact)
+    epochs = int(params.pop("epochs", 10))
     if cfg.train_ratio < 1:
         epochs = math.ceil(epochs / cfg.train_ratio - 1e-9)
-    params = {**preset, **cfg.params}
     return params, int(cfg.epochs if cfg.epochs is not None else epochs)
 
 

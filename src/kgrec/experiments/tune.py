@@ -318,11 +318,16 @@ def _report(study, base: RunConfig, tc: TuneConfig, out: Path, metric: str,
             f"# paste into src/kgrec/config/presets/{MODELS[resolve_name(base.model)].preset}"
             ".toml (then `kgrec train --tuned` uses it), or train with the --set flags in "
             "report.md", f"[{section}.tuned]"]
-    toml += [f"{k} = {_toml_value(v)}" for k, v in best.params.items()]
+    # what a run needs besides the searched values: the study's fixed --set values and its
+    # --epochs (a study run longer than the preset is tuned at that length)
+    settings = {**base.params, **best.params}
+    toml += [f"{k} = {_toml_value(v)}" for k, v in settings.items()]
+    if base.epochs is not None:
+        toml.append(f"epochs = {base.epochs}")
     atomic_write_text(out / "best.toml", "\n".join(toml) + "\n")
-    sets = " ".join(f"--set {k}={v}" for k, v in best.params.items())
+    sets = " ".join(f"--set {k}={v}" for k, v in settings.items())
     command = (f"kgrec train -d {base.dataset} -m {base.model} --protocol {base.protocol} "
-               f"{sets}")
+               + ("" if base.epochs is None else f"--epochs {base.epochs} ") + sets)
     n_pruned = sum(t.state == TrialState.PRUNED for t in trials)
     checksum = "-"
     best_metrics = out / "trials" / f"trial-{best.number:04d}" / "metrics.json"
