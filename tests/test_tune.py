@@ -1,5 +1,6 @@
 """`kgrec tune`: search spaces, the test split never scored, resuming, the written preset."""
 
+import json
 import tomllib
 
 import pytest
@@ -120,6 +121,14 @@ def test_cli_tune(tmp_path):
                                  "--out", str(tmp_path / "c"), "--no-prune"])
     assert r.exit_code == 0, r.output
     assert "best validation auc" in r.output and "--set dim=" in r.output
+    # a study under fresh negatives trains every trial so and says so in what it writes
+    r = CliRunner().invoke(app, ["tune", "-m", "mf", "--trials", "1", "--epochs", "1",
+                                 "--negatives", "resample", "--out", str(tmp_path / "r")])
+    assert r.exit_code == 0, r.output
+    assert "kgrec train -d synthetic -m mf --protocol ctr --negatives resample" in r.output
+    best = json.loads((tmp_path / "r" / "best.json").read_text())
+    assert "--negatives resample" in best["tune_command"]
+    assert "# tuned with --negatives resample" in (tmp_path / "r" / "best.toml").read_text()
     r = CliRunner().invoke(app, ["tune", "-m", "mf", "--metric", "recall@20",
                                  "--out", str(tmp_path / "d")])
     assert r.exit_code == 2 and "ranking protocol" in r.output

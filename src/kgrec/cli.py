@@ -201,6 +201,8 @@ def tune(
     seed: int = typer.Option(0, help="the runs' seed (split, init); the sampler's too"),
     epochs: int | None = typer.Option(None, help="epochs per trial (default: the preset's)"),
     protocol: str = typer.Option("ctr", help="ctr, loo, user-split or cold-items"),
+    negatives: str = typer.Option("fixed", help="training negatives of every trial: fixed "
+                                                "(paper) or resample (every epoch)"),
     ks: str = typer.Option("10,20,50", help="cut-offs of the ranking metrics"),
     patience: int | None = typer.Option(None, help="stop a trial after N epochs without gain"),
     prune: bool = typer.Option(True, help="median pruning of unpromising trials"),
@@ -220,7 +222,8 @@ def tune(
 
     try:
         base = RunConfig(dataset=dataset, model=model, seed=seed, epochs=epochs,
-                         protocol=protocol, ks=_ints(ks, "--ks"), patience=patience,
+                         protocol=protocol, negatives=negatives, ks=_ints(ks, "--ks"),
+                         patience=patience,
                          params=_parse_sets(set_), progress=False,
                          data=str(data) if data is not None else None)
         if data is not None and dataset == "synthetic":

@@ -317,7 +317,10 @@ def _report(study, base: RunConfig, tc: TuneConfig, out: Path, metric: str,
             f"{datetime.now(UTC).isoformat(timespec='seconds')}",
             f"# paste into src/kgrec/config/presets/{MODELS[resolve_name(base.model)].preset}"
             ".toml (then `kgrec train --tuned` uses it), or train with the --set flags in "
-            "report.md", f"[{section}.tuned]"]
+            "report.md"]
+    if base.negatives != "fixed":  # a run option, not a preset value
+        toml.append(f"# tuned with --negatives {base.negatives}: train with it too")
+    toml.append(f"[{section}.tuned]")
     # what a run needs besides the searched values: the study's fixed --set values and its
     # --epochs (a study run longer than the preset is tuned at that length)
     settings = {**base.params, **best.params}
@@ -326,15 +329,16 @@ def _report(study, base: RunConfig, tc: TuneConfig, out: Path, metric: str,
         toml.append(f"epochs = {base.epochs}")
     atomic_write_text(out / "best.toml", "\n".join(toml) + "\n")
     sets = " ".join(f"--set {k}={v}" for k, v in settings.items())
+    regime = "" if base.negatives == "fixed" else f"--negatives {base.negatives} "
     command = (f"kgrec train -d {base.dataset} -m {base.model} --protocol {base.protocol} "
-               + ("" if base.epochs is None else f"--epochs {base.epochs} ") + sets)
+               + regime + ("" if base.epochs is None else f"--epochs {base.epochs} ") + sets)
     n_pruned = sum(t.state == TrialState.PRUNED for t in trials)
     checksum = "-"
     best_metrics = out / "trials" / f"trial-{best.number:04d}" / "metrics.json"
     if best_metrics.is_file():
         checksum = json.loads(best_metrics.read_text()).get("data_checksum", "-")
     tune_cmd = (f"kgrec tune -d {base.dataset} -m {base.model} --protocol {base.protocol} "
-                f"--trials {max(tc.trials, len(complete) + n_pruned)} --metric {metric} "
+                + regime + f"--trials {max(tc.trials, len(complete) + n_pruned)} --metric {metric} "
                 f"--seed {tc.seed} --workers {tc.workers}"
                 + ("" if tc.prune else " --no-prune")
                 + ("" if base.epochs is None else f" --epochs {base.epochs}")
