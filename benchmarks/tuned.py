@@ -34,14 +34,16 @@ RESULTS = HERE / "results"
 REPORT_FILES = ("best.json", "best.toml", "report.md", "history.png", "importance.png")
 
 
-def tune(dataset: str, model: str, trials: int, workers: int,
-         epochs: int | None = None) -> list[str]:
-    """Run (or resume) the study; copy its report; return the tuned ``--set`` arguments
-    (with ``epochs``: a study of runs that long, tuned values that carry it)."""
-    out = Path("runs/tune") / (f"{dataset}-{model}" + (f"-e{epochs}" if epochs else ""))
+def tune(dataset: str, model: str, trials: int, workers: int, epochs: int | None = None,
+         negatives: str = "fixed") -> list[str]:
+    """Run (or resume) the study; copy its report; return the tuned ``kgrec train``
+    arguments (with ``epochs`` or ``negatives``: a study of runs that long or under those
+    training negatives, and tuned values that carry them)."""
+    out = Path("runs/tune") / (f"{dataset}-{model}" + (f"-e{epochs}" if epochs else "")
+                               + ("" if negatives == "fixed" else f"-{negatives}"))
     cmd = [sys.executable, "-m", "kgrec", "tune", "-d", dataset, "-m", model,
            "--trials", str(trials), "--workers", str(workers), "--out", str(out),
-           *(["--epochs", str(epochs)] if epochs else [])]
+           "--negatives", negatives, *(["--epochs", str(epochs)] if epochs else [])]
     print("$", shlex.join(cmd), flush=True)
     subprocess.run(cmd, check=True)
     dest = RESULTS / "tune" / f"{dataset}-{model}"
@@ -53,7 +55,8 @@ def tune(dataset: str, model: str, trials: int, workers: int,
     args: list[str] = []
     for key, value in best["best_params"].items():
         args += ["--set", f"{key}={value}"]
-    return args + (["--set", f"epochs={epochs}"] if epochs else [])
+    args += ["--set", f"epochs={epochs}"] if epochs else []
+    return args + (["--negatives", negatives] if negatives != "fixed" else [])
 
 
 def compare(dataset: str, model: str, tuned_args: list[str], seeds: int) -> None:
@@ -250,6 +253,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None,
                     help="tune at this run length (default: the preset's); the tuned runs "
                          "keep it, the preset runs do not")
+    ap.add_argument("--negatives", default="fixed",
+                    help="tune under these training negatives (fixed | resample); the tuned "
+                         "runs keep them, the preset runs do not")
     ap.add_argument("--summary", action="store_true", help="only rewrite tuned.md")
     ap.add_argument("--adopt", action="store_true",
                     help="only write every study's best values into the presets as "
@@ -260,7 +266,8 @@ def main() -> None:
         return
     if not args.summary:
         for model in [m for m in args.models.split(",") if m]:
-            tuned = tune(args.dataset, model, args.trials, args.workers, args.epochs)
+            tuned = tune(args.dataset, model, args.trials, args.workers, args.epochs,
+                         args.negatives)
             compare(args.dataset, model, tuned, args.seeds)
     print(summary())
 

@@ -183,6 +183,25 @@ def test_tuned_benchmark_runs_tuned_values_only_where_they_exist():
     assert "fm (music)" in only and "cke" not in only and "mkr" not in only
 
 
+def test_tuned_section_sets_the_training_negatives(monkeypatch):
+    """A model tuned under fresh negatives runs so with --tuned (its own resume key); an
+    explicit --negatives wins; runs without --tuned keep the paper's fixed negatives."""
+    import kgrec.config
+
+    real = kgrec.config.tuned_values
+    monkeypatch.setattr(kgrec.config, "tuned_values", lambda model, ds: (
+        {"dim": 8, "negatives": "resample"} if model == "kgmf" else real(model, ds)))
+
+    def regimes(**kw):
+        cfg = BenchmarkConfig(datasets=["music"], models=["kgmf", "fm"], seeds=1,
+                              sections=["ctr"], **kw)
+        return {j.model: j.negatives for j in plan_jobs(cfg)}
+
+    assert regimes(tuned=True) == {"kgmf": "resample", "fm": "fixed"}
+    assert regimes(tuned=True, negatives="fixed") == {"kgmf": "fixed", "fm": "fixed"}
+    assert regimes() == {"kgmf": "fixed", "fm": "fixed"}
+
+
 def test_tuned_report_fills_every_table(tmp_path):
     """``--tuned`` runs carry their tuned values apart from the section's settings, so the
     CTR and KG tables find them (they once selected none: an empty report)."""

@@ -98,3 +98,25 @@ def test_sparse_runs_keep_the_step_budget():
                              params={"epochs": 4}))[1] == 8
     assert resolve(RunConfig(dataset="music", model="mkr", epochs=3,
                              params={"epochs": 4}))[1] == 3
+
+
+def test_training_negatives_come_from_the_run_then_the_preset(tmp_path):
+    """--negatives wins; else the preset's ``negatives`` (a tuned section's, --set); else
+    fixed. The model never sees the key, and the run records the regime it trained with."""
+    import json
+
+    from kgrec.config.coerce import ConfigError
+    from kgrec.experiments.run import RunConfig, resolve, train, training_negatives
+
+    assert training_negatives(RunConfig(dataset="music", model="kgmf")) == "fixed"
+    fresh = RunConfig(dataset="music", model="kgmf", params={"negatives": "resample"})
+    assert training_negatives(fresh) == "resample"
+    assert "negatives" not in resolve(fresh)[0]
+    fresh.negatives = "fixed"
+    assert training_negatives(fresh) == "fixed"
+    with pytest.raises(ConfigError, match="negatives"):
+        training_negatives(RunConfig(model="kgmf", params={"negatives": "sometimes"}))
+    out = tmp_path / "r"
+    train(RunConfig(model="mf", epochs=1, params={"negatives": "resample"}, out=str(out),
+                    progress=False, plot=False, topk=False))
+    assert json.loads((out / "config.json").read_text())["run"]["negatives"] == "resample"

@@ -128,7 +128,8 @@ def test_cli_tune(tmp_path):
     assert "kgrec train -d synthetic -m mf --protocol ctr --negatives resample" in r.output
     best = json.loads((tmp_path / "r" / "best.json").read_text())
     assert "--negatives resample" in best["tune_command"]
-    assert "# tuned with --negatives resample" in (tmp_path / "r" / "best.toml").read_text()
+    best = tomllib.loads((tmp_path / "r" / "best.toml").read_text())["synthetic"]["tuned"]
+    assert best["negatives"] == "resample" and best["epochs"] == 1
     r = CliRunner().invoke(app, ["tune", "-m", "mf", "--metric", "recall@20",
                                  "--out", str(tmp_path / "d")])
     assert r.exit_code == 2 and "ranking protocol" in r.output

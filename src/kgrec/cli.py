@@ -109,7 +109,9 @@ def train(
     seed: int = typer.Option(0, help="seeds conversion negatives, split, init, shuffling"),
     epochs: int | None = typer.Option(None, help="default: the preset's"),
     out: Path | None = typer.Option(None, help="run directory (default runs/...)"),
-    negatives: str = typer.Option("fixed", help="fixed (paper) or resample (every epoch)"),
+    negatives: str | None = typer.Option(
+        None, help="fixed (paper) or resample (every epoch); default: the preset's (a tuned "
+                   "section may say resample), else fixed"),
     train_ratio: float = typer.Option(1.0, help="share of training rows kept (sparse runs)"),
     kg_ratio: float = typer.Option(1.0, help="share of KG triples kept (KG-size ablation)"),
     kg_shuffle: bool = typer.Option(False, help="shuffle KG tails within each relation"),
@@ -202,7 +204,8 @@ def tune(
     epochs: int | None = typer.Option(None, help="epochs per trial (default: the preset's)"),
     protocol: str = typer.Option("ctr", help="ctr, loo, user-split or cold-items"),
     negatives: str = typer.Option("fixed", help="training negatives of every trial: fixed "
-                                                "(paper) or resample (every epoch)"),
+                                                "(paper) or resample (every epoch; the tuned "
+                                                "section then says so)"),
     ks: str = typer.Option("10,20,50", help="cut-offs of the ranking metrics"),
     patience: int | None = typer.Option(None, help="stop a trial after N epochs without gain"),
     prune: bool = typer.Option(True, help="median pruning of unpromising trials"),
@@ -688,7 +691,7 @@ def _benchmark_command(datasets, models, seeds, sections, quick, workers, negati
              f"--seeds {seeds}", f"--sections {sections}"]
     parts += ["--quick"] if quick else []
     parts += [f"--workers {workers}"] if workers != 1 else []
-    parts += [f"--negatives {negatives}"] if negatives != "fixed" else []
+    parts += [f"--negatives {negatives}"] if negatives else []
     parts += [f"--name {name}"] if name else []
     parts += [f"--sparse-models {sparse_models}"] if sparse_models else []
     parts += [f"--kg-models {kg_models}"] if kg_models else []
@@ -711,7 +714,9 @@ def benchmark(
     quick: bool = typer.Option(False, "--quick",
                                help="smoke-test size: 2 seeds, 3 epochs, few settings"),
     workers: int = typer.Option(1, help="parallel runs (one torch thread each when > 1)"),
-    negatives: str = typer.Option("fixed", help="fixed (paper) or resample"),
+    negatives: str | None = typer.Option(
+        None, help="fixed (paper) or resample; default: fixed, or with --tuned the tuned "
+                   "section's"),
     topk_users: int = typer.Option(2000, help="top-K ranking for at most N test users per run"),
     out_dir: Path = typer.Option(Path("benchmarks/results"), help="report folder"),
     runs_dir: Path = typer.Option(Path("runs/benchmark"),

@@ -92,7 +92,8 @@ class BenchmarkConfig:
         intervals, dims, sensitivity_seeds: MKR's sensitivity to ``kge_interval`` and ``dim``.
         cold_models, cold_baselines, cold_seeds: the cold-items study: KG models (each also
             without and with a shuffled graph) and interaction-only baselines.
-        negatives: ``fixed`` (the paper's sampled negatives) or ``resample``.
+        negatives: ``fixed`` (the paper's sampled negatives) or ``resample``; None:
+            ``fixed``, or with ``tuned`` a tuned section's ``negatives``.
         topk_users: top-K ranking for at most this many test users per run (drawn with the
             run's seed; the same users for every model of a seed). None: all.
         workers: runs in parallel (worker processes of one torch thread each).
@@ -126,7 +127,7 @@ class BenchmarkConfig:
         default_factory=lambda: ["kgcn", "cke", "mkr", "ripplenet", "kgmf"])
     cold_baselines: list[str] = field(default_factory=lambda: ["pop", "bpr-mf", "lightgcn"])
     cold_seeds: int = 3
-    negatives: str = "fixed"
+    negatives: str | None = None
     topk_users: int | None = 2000
     workers: int = 1
     out_dir: str = "benchmarks/results"
@@ -230,6 +231,13 @@ def _tuned_note(cfg: BenchmarkConfig) -> str:
             "every other model with the papers' preset. ")
 
 
+def _negatives_note(cfg: BenchmarkConfig) -> str:
+    """The report's words on the training negatives."""
+    if cfg.negatives:
+        return f"`{cfg.negatives}`"
+    return "`fixed` (`resample` where a tuned section says so)" if cfg.tuned else "`fixed`"
+
+
 def _family(model: str) -> str:
     from kgrec.models import MODELS, resolve_name
 
@@ -258,9 +266,11 @@ def plan_jobs(cfg: BenchmarkConfig) -> list[Job]:
 
     for ds in cfg.datasets:
         def mk(model: str, seed: int, ds: str = ds, **kw: Any) -> Job:
+            tuned = _tuned(cfg, model, ds)
+            negatives = cfg.negatives or tuned.get("negatives", "fixed")
             return Job(dataset=ds, model=model, seed=seed, epochs=_epochs(cfg, model, ds),
-                       negatives=cfg.negatives, topk_users=cfg.topk_users,
-                       tuned=tuple(sorted(_tuned(cfg, model, ds).items())), **kw)
+                       negatives=negatives, topk_users=cfg.topk_users,
+                       tuned=tuple(sorted(tuned.items())), **kw)
 
         if "ctr" in cfg.sections:
             for m in cfg.models:
@@ -508,10 +518,9 @@ def write_report(cfg: BenchmarkConfig, results: list[dict[str, Any]], *,
              f"in all (sum over runs, {cfg.workers} at a time)"
              + (f"; this invocation's wall time {wall_seconds / 60:.1f} min (finished runs "
                 "are resumed, not rerun)" if wall_seconds is not None else "")
-             + f". Seeds 0..{cfg.seeds - 1} (ctr); negatives "
-             f"`{cfg.negatives}`" + ("; **quick mode: epochs capped at "
-                                      f"{cfg.quick_epochs}, not comparable with the paper**"
-                                      if cfg.quick else "") + ".",
+             + f". Seeds 0..{cfg.seeds - 1} (ctr); negatives " + _negatives_note(cfg)
+             + (f"; **quick mode: epochs capped at {cfg.quick_epochs}, not comparable with "
+                "the paper**" if cfg.quick else "") + ".",
              "",
              "Each run: `kgrec train -d <dataset> -m <model> --seed <s>` with the model's "
              "preset (src/kgrec/config/presets/<model>.toml); the epoch is chosen on validation "

@@ -46,7 +46,9 @@ class RunConfig:
         model: registry name (``mkr``, ``mkr-nokg``, ``kgmf``, ``mf``).
         seed: seeds the conversion's negatives, the 6:2:2 split, init and shuffling.
         epochs: run length (None: the preset's).
-        negatives: ``fixed`` (the paper's sampled rows) or ``resample`` (fresh every epoch).
+        negatives: ``fixed`` (the paper's sampled rows) or ``resample`` (fresh every
+            epoch); None: the preset's ``negatives`` (a tuned section may set it), else
+            ``fixed``.
         train_ratio: keep this share of the training rows (sparse experiments); the preset's
             epochs are divided by it, so a sparse run takes as many steps as a full one (10
             epochs of 10% of Last.FM are 100 Adam steps, which leave MKR at its initial
@@ -103,7 +105,7 @@ class RunConfig:
     model: str = "mkr"
     seed: int = 0
     epochs: int | None = None
-    negatives: str = "fixed"
+    negatives: str | None = None
     train_ratio: float = 1.0
     kg_ratio: float = 1.0
     kg_shuffle: bool = False
@@ -141,6 +143,7 @@ class RunConfig:
 CTR_METRICS = ("auc", "acc", "f1", "logloss")
 RANKING_METRICS = ("precision", "recall", "ndcg", "hit", "hr", "mrr")
 LR_SCHEDULES = ("none", "step", "cosine")
+NEGATIVES = ("fixed", "resample")
 
 
 def _bad(name: str, reason: str, value: Any) -> ConfigError:
@@ -184,7 +187,7 @@ def check_run_config(cfg: RunConfig) -> None:
         raise _bad("clip_norm", "must be > 0", cfg.clip_norm)
     from kgrec.data.sampling import NEGATIVE_SAMPLING
 
-    for name, allowed in (("negatives", ("fixed", "resample")), ("protocol", PROTOCOLS),
+    for name, allowed in (("negatives", (None, *NEGATIVES)), ("protocol", PROTOCOLS),
                           ("lr_schedule", LR_SCHEDULES),
                           ("negative_sampling", NEGATIVE_SAMPLING)):
         if getattr(cfg, name) not in allowed:
@@ -384,12 +387,30 @@ def resolve(cfg: RunConfig) -> tuple[dict[str, Any], int]:
     except KeyError as err:
         raise ConfigError(err.args[0]) from None
     params = {**preset, **cfg.params}
+    params.pop("negatives", None)  # a training regime, not a model parameter (see below)
     # ``epochs`` may come from the preset, its tuned section or ``--set epochs=N``: the run
     # length the values were chosen with (scaled for a sparse run; ``--epochs`` is exact)
     epochs = int(params.pop("epochs", 10))
     if cfg.train_ratio < 1:
         epochs = math.ceil(epochs / cfg.train_ratio - 1e-9)
     return params, int(cfg.epochs if cfg.epochs is not None else epochs)
+
+
+def training_negatives(cfg: RunConfig) -> str:
+    """The run's training negatives: ``cfg.negatives`` when set, else the preset's
+    ``negatives`` (``--set negatives=...``, or the tuned section of a model tuned under fresh
+    negatives), else ``fixed``."""
+    if cfg.negatives is not None:
+        return cfg.negatives
+    name = resolve_name(cfg.model)
+    try:
+        preset = load_preset(MODELS[name].preset, cfg.dataset, tuned=cfg.tuned)
+    except KeyError as err:
+        raise ConfigError(err.args[0]) from None
+    value = {**preset, **cfg.params}.get("negatives", "fixed")
+    if value not in NEGATIVES:
+        raise _bad("negatives", f"expected one of {', '.join(NEGATIVES)}", value)
+    return value
 
 
 def monitor_name(cfg: RunConfig) -> str:
@@ -570,6 +591,7 @@ def _train(cfg: RunConfig, dataset: Dataset | None = None,
     t_start = time.perf_counter()
     main = dist.is_main()
     check_run_config(cfg)  # every setting, then every model parameter, before any work
+    cfg = dataclasses.replace(cfg, negatives=training_negatives(cfg))
     params, epochs = resolve(cfg)
     model_cfg = model_config(cfg.model, params)
     run_dir = Path(cfg.out) if cfg.out else Path("runs") / (

@@ -318,18 +318,20 @@ def _report(study, base: RunConfig, tc: TuneConfig, out: Path, metric: str,
             f"# paste into src/kgrec/config/presets/{MODELS[resolve_name(base.model)].preset}"
             ".toml (then `kgrec train --tuned` uses it), or train with the --set flags in "
             "report.md"]
-    if base.negatives != "fixed":  # a run option, not a preset value
-        toml.append(f"# tuned with --negatives {base.negatives}: train with it too")
     toml.append(f"[{section}.tuned]")
-    # what a run needs besides the searched values: the study's fixed --set values and its
-    # --epochs (a study run longer than the preset is tuned at that length)
+    # what a run needs besides the searched values: the study's fixed --set values, its
+    # --epochs (a study run longer than the preset is tuned at that length) and its
+    # --negatives (a study under fresh negatives is tuned for them)
     settings = {**base.params, **best.params}
+    fresh = base.negatives not in (None, "fixed")
     toml += [f"{k} = {_toml_value(v)}" for k, v in settings.items()]
+    if fresh:
+        toml.append(f"negatives = {_toml_value(base.negatives)}")
     if base.epochs is not None:
         toml.append(f"epochs = {base.epochs}")
     atomic_write_text(out / "best.toml", "\n".join(toml) + "\n")
     sets = " ".join(f"--set {k}={v}" for k, v in settings.items())
-    regime = "" if base.negatives == "fixed" else f"--negatives {base.negatives} "
+    regime = f"--negatives {base.negatives} " if fresh else ""
     command = (f"kgrec train -d {base.dataset} -m {base.model} --protocol {base.protocol} "
                + regime + ("" if base.epochs is None else f"--epochs {base.epochs} ") + sets)
     n_pruned = sum(t.state == TrialState.PRUNED for t in trials)
@@ -338,7 +340,8 @@ def _report(study, base: RunConfig, tc: TuneConfig, out: Path, metric: str,
     if best_metrics.is_file():
         checksum = json.loads(best_metrics.read_text()).get("data_checksum", "-")
     tune_cmd = (f"kgrec tune -d {base.dataset} -m {base.model} --protocol {base.protocol} "
-                + regime + f"--trials {max(tc.trials, len(complete) + n_pruned)} --metric {metric} "
+                + regime
+                + f"--trials {max(tc.trials, len(complete) + n_pruned)} --metric {metric} "
                 f"--seed {tc.seed} --workers {tc.workers}"
                 + ("" if tc.prune else " --no-prune")
                 + ("" if base.epochs is None else f" --epochs {base.epochs}")
