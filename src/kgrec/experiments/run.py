@@ -373,10 +373,8 @@ def _train_data(ds: Dataset, split: Split, cfg: RunConfig) -> TrainData:
     )
 
 
-def resolve(cfg: RunConfig) -> tuple[dict[str, Any], int]:
-    """Model parameters (preset + overrides) and the number of epochs: the preset's, divided
-    by ``train_ratio`` when that is below 1 (a sparse run keeps the full run's number of
-    steps), unless ``cfg.epochs`` is given."""
+def _settings(cfg: RunConfig) -> dict[str, Any]:
+    """The preset's values (its tuned section with ``cfg.tuned``) under ``cfg.params``."""
     name = resolve_name(cfg.model)
     if cfg.tuned and is_variant(name):
         raise ConfigError(f"--tuned: {name} shares the preset file of {MODELS[name].preset} "
@@ -386,7 +384,14 @@ def resolve(cfg: RunConfig) -> tuple[dict[str, Any], int]:
         preset = load_preset(MODELS[name].preset, cfg.dataset, tuned=cfg.tuned)
     except KeyError as err:
         raise ConfigError(err.args[0]) from None
-    params = {**preset, **cfg.params}
+    return {**preset, **cfg.params}
+
+
+def resolve(cfg: RunConfig) -> tuple[dict[str, Any], int]:
+    """Model parameters (preset + overrides) and the number of epochs: the preset's, divided
+    by ``train_ratio`` when that is below 1 (a sparse run keeps the full run's number of
+    steps), unless ``cfg.epochs`` is given."""
+    params = _settings(cfg)
     params.pop("negatives", None)  # a training regime, not a model parameter (see below)
     # ``epochs`` may come from the preset, its tuned section or ``--set epochs=N``: the run
     # length the values were chosen with (scaled for a sparse run; ``--epochs`` is exact)
@@ -402,12 +407,7 @@ def training_negatives(cfg: RunConfig) -> str:
     negatives), else ``fixed``."""
     if cfg.negatives is not None:
         return cfg.negatives
-    name = resolve_name(cfg.model)
-    try:
-        preset = load_preset(MODELS[name].preset, cfg.dataset, tuned=cfg.tuned)
-    except KeyError as err:
-        raise ConfigError(err.args[0]) from None
-    value = {**preset, **cfg.params}.get("negatives", "fixed")
+    value = _settings(cfg).get("negatives", "fixed")
     if value not in NEGATIVES:
         raise _bad("negatives", f"expected one of {', '.join(NEGATIVES)}", value)
     return value
