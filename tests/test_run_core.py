@@ -120,3 +120,33 @@ def test_training_negatives_come_from_the_run_then_the_preset(tmp_path):
     train(RunConfig(model="mf", epochs=1, params={"negatives": "resample"}, out=str(out),
                     progress=False, plot=False, topk=False))
     assert json.loads((out / "config.json").read_text())["run"]["negatives"] == "resample"
+
+
+def test_fresh_negatives_never_touch_held_out_rows():
+    """Under the CTR protocol a fresh negative (--negatives resample, and the BPR-trained
+    models' own draws) is never a validation or test pair: a drawn test negative would be
+    trained on with its test label. A sampler that excludes the training positives only
+    does draw them on this data, so the check can fail."""
+    import numpy as np
+
+    from kgrec.data.sampling import PairSet
+    from kgrec.experiments.run import RunConfig, _train_data, prepare_data
+    from kgrec.models.cf.bpr_mf import bpr_rows, sample_bpr_triples
+
+    cfg = RunConfig(model="mf", negatives="resample")
+    ds, split = prepare_data(cfg)
+    data = _train_data(ds, split, cfg)
+    out = np.r_[split.valid, split.test]
+    held = PairSet(out[:, 0], out[:, 1], ds.n_items)
+    bpr = bpr_rows(data, ds.n_users, ds.n_items)
+    train_pos = PairSet(bpr.pos[:, 0], bpr.pos[:, 1], ds.n_items)
+    naive_hits = 0
+    for epoch in range(3):
+        rows = data.rec_rows(epoch)
+        fresh = rows[rows[:, 2] == 0]
+        assert len(fresh) and not held.contains(fresh[:, 0], fresh[:, 1]).any()
+        t = sample_bpr_triples(bpr.pos, ds.n_items, bpr.exclude, np.random.default_rng(epoch))
+        assert not held.contains(t[:, 0], t[:, 2]).any()
+        naive = sample_bpr_triples(bpr.pos, ds.n_items, train_pos, np.random.default_rng(epoch))
+        naive_hits += int(held.contains(naive[:, 0], naive[:, 2]).sum())
+    assert naive_hits > 0

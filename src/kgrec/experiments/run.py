@@ -358,11 +358,12 @@ def _train_data(ds: Dataset, split: Split, cfg: RunConfig) -> TrainData:
             train=rows(0), sequences=getattr(split, "train_sequences", None),
             item_candidates=warm,
         )
-    exclude = None
-    if cfg.negatives == "resample":
-        pos = ds.ratings[ds.ratings[:, 2] == 1]
-        kn = ds.known_negatives
-        exclude = PairSet(np.r_[pos[:, 0], kn[:, 0]], np.r_[pos[:, 1], kn[:, 1]], ds.n_items)
+    # never a fresh negative (--negatives resample, BPR-trained models): every labelled pair of
+    # every split whatever its label (a drawn test negative would be trained on with its
+    # label; a test positive pushed down), and the known low ratings (MKR draws its negatives
+    # among unrated items)
+    r, kn = ds.ratings, ds.known_negatives
+    exclude = PairSet(np.r_[r[:, 0], kn[:, 0]], np.r_[r[:, 1], kn[:, 1]], ds.n_items)
     return TrainData(
         rec_rows=training_rows(split.train, mode=cfg.negatives, n_items=ds.n_items,
                                exclude=exclude, seed=cfg.seed,
@@ -370,6 +371,7 @@ def _train_data(ds: Dataset, split: Split, cfg: RunConfig) -> TrainData:
                                low_ratings=ds.known_negatives),
         kg=ds.kg, n_users=ds.n_users, n_items=ds.n_items, n_entities=ds.n_entities,
         n_relations=ds.n_relations, item_entity=ds.item_entity, train=split.train,
+        exclude=exclude,
     )
 
 

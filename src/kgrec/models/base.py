@@ -46,6 +46,11 @@ class TrainData:
         inputs: arrays computed above the model (pre-trained entity vectors ...), by name.
         item_candidates: ``(n_items,)`` bool, the items a model may draw as negatives (None:
             all); the cold-items protocol leaves its held-out items out.
+        exclude: a :class:`~kgrec.data.sampling.PairSet` of ``(user, item)`` pairs a model
+            must never draw as a fresh negative, besides its training positives (None: only
+            those). The CTR protocol gives every labelled pair of every split, whatever its
+            label, and the known low ratings: a validation or test row is then never trained
+            on, as under fixed negatives, and its exclusion says nothing of its label.
     """
 
     rec_rows: Callable[[int], np.ndarray]
@@ -60,6 +65,7 @@ class TrainData:
     item_features: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
     inputs: dict[str, np.ndarray] = field(default_factory=dict)
     item_candidates: np.ndarray | None = None
+    exclude: Any = None  # PairSet | None (kgrec.data.sampling)
 
     def train_rows(self) -> np.ndarray:
         """:attr:`train`, or a clear error for models that need it."""

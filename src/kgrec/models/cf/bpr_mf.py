@@ -75,7 +75,8 @@ class BPRRows:
 
     Attributes:
         pos: ``(n, 2)`` the positives ``(user, item)`` trained on.
-        exclude: every training positive (held-out ones included): never drawn as negatives.
+        exclude: every training positive (held-out ones included) and the caller's
+            ``TrainData.exclude``: never drawn as negatives.
         calib_rows: the labelled rows the CTR calibration is fitted on.
         seed: the run's seed (from torch's generator) for the per-epoch negatives.
     """
@@ -96,7 +97,10 @@ def bpr_rows(data: TrainData, n_users: int, n_items: int, *, holdout: float = 0.
         raise ValueError("training rows hold user or item ids out of range")
     # torch's generator is seeded by the run: the negatives follow the run's seed
     seed = int(torch.randint(0, 2**31 - 1, (1,)))
-    exclude = PairSet(train[train[:, 2] == 1, 0], train[train[:, 2] == 1, 1], n_items)
+    pu, pi = train[train[:, 2] == 1, 0], train[train[:, 2] == 1, 1]
+    # the training positives, and the pairs the caller rules out (under the CTR protocol the
+    # held-out rows, whatever their label: drawing a test negative would train on its label)
+    exclude = PairSet(pu, pi, n_items) if data.exclude is None else data.exclude.union(pu, pi)
     calib_rows = train
     if holdout > 0:
         held = np.random.default_rng([seed, 2**31]).random(len(train)) < holdout
