@@ -5,7 +5,7 @@ Runs one KG model with the given ``kgrec train`` arguments (its tuned values) on
 seeds three ways, through ``benchmarks/mkr_paper.py`` (test AUC at the best-validation epoch,
 MKR's 6:2:2 CTR protocol): with the full KG, with no KG (``--kg-ratio 0``) and with shuffled
 tails (``--kg-shuffle``). Then it compares each against the reference CF model's runs on the
-same seeds (same splits) from a ``tuned_*.json`` file, by paired t-tests, and writes
+same seeds (same splits) from ``tuned_*.json`` files, by paired t-tests, and writes
 ``kgwin_<dataset>_<model>.{md,json}``. The per-run figures are in
 ``kgwin_<dataset>_<model>_runs.{md,json}`` (mkr_paper's files).
 
@@ -48,64 +48,72 @@ def seed_aucs(entry: dict) -> dict[int, float]:
     return {r["seed"]: r["test"]["auc"] for r in entry["runs"]}
 
 
-def render(dataset: str, model: str, reference: str, name: str) -> str:
+def render(dataset: str, model: str, references: list[str], name: str) -> str:
     from kgrec.eval.stats import paired_ttest
     from kgrec.utils.io import atomic_write_text
 
     runs = json.loads((RESULTS / f"{name}_runs.json").read_text())
-    ref_file, _, ref_key = reference.partition(":")
-    ref_json = json.loads((RESULTS / ref_file).read_text())
-    ref = seed_aucs(ref_json["results"][dataset][ref_key])
     table = runs["results"][dataset]
     got = {label: seed_aucs(table[f"{model}[{label.replace(' ', '-')}]"])
            for label in ABLATIONS}
-    full = got["full"]
 
-    def test(a: dict[int, float], b: dict[int, float]) -> tuple[float, float, int]:
+    def test(a: dict[int, float], b: dict[int, float]) -> tuple[float, float]:
         common = sorted(set(a) & set(b))
         diff = float(np.mean([a[s] - b[s] for s in common]))
         p = paired_ttest([a[s] for s in common], [b[s] for s in common])[1] \
             if len(common) > 1 else float("nan")
-        return diff, p, len(common)
+        return diff, p
 
     def verdict(diff: float, p: float) -> str:
         return "tie" if not p < 0.05 else ("**beats**" if diff > 0 else "**loses**")
 
-    rows, out = [], {}
-    for label, aucs in got.items():
-        v = np.array(list(aucs.values()))
-        d_ref, p_ref, n = test(aucs, ref)
-        d_full, p_full, _ = test(full, aucs) if label != "full" else (0.0, float("nan"), 0)
-        out[label] = {"auc_mean": float(v.mean()), "auc_std": float(v.std(ddof=1)),
-                      "vs_reference": {"diff": d_ref, "p": p_ref, "seeds": n},
-                      "full_minus_this": {"diff": d_full, "p": p_full}}
-        lift = "—" if label == "full" else f"{d_full:+.4f} (p {p_full:.3g})"
-        rows.append(f"| {model} ({label}) | {v.mean():.4f} ± {v.std(ddof=1):.4f} | "
-                    f"{d_ref:+.4f} | {p_ref:.3g} | {verdict(d_ref, p_ref)} | {lift} |")
-    r = np.array(list(ref.values()))
+    def mean_std(a: dict[int, float]) -> str:
+        v = np.array(list(a.values()))
+        return f"{v.mean():.4f} ± {v.std(ddof=1):.4f}" if len(v) > 1 else f"{v[0]:.4f}"
+
+    out: dict = {"ablations": {}, "references": {}}
     lines = [
-        f"# {model} on {dataset}: against the best tuned CF model, with and without the KG",
+        f"# {model} on {dataset}: against the best tuned CF models, with and without the KG",
         "",
-        f"Made by `python benchmarks/kg_wins.py --dataset {dataset} --model {model} --render` "
-        f"from `{name}_runs.json` (its command: `{runs['meta']['command']}`; date "
-        f"{runs['meta']['date']}; {runs['meta']['machine']}) and the reference "
-        f"`{ref_file}` ({ref_key}; its command: `{ref_json['meta']['command']}`).",
+        f"Made by `python benchmarks/kg_wins.py --dataset {dataset} --model {model} --render"
+        + "".join(f" --reference {r}" for r in references) + f"` from `{name}_runs.json` "
+        f"(its command: `{runs['meta']['command']}`; date {runs['meta']['date']}; "
+        f"{runs['meta']['machine']}).",
         "",
         "Test AUC (MKR's 6:2:2 CTR protocol, the epoch picked on validation), mean ± std over "
         "the seeds; each seed is one split, shared by every row. p: paired t-test over the "
-        "seeds; **beats** / **loses** at p < 0.05. Lift of the full KG: full minus this row, "
-        "paired.",
+        "seeds; **beats** / **loses** at p < 0.05.",
         "",
-        f"| model | test AUC | Δ vs {ref_key} | p | verdict | lift of the full KG |",
-        "|---|---|---|---|---|---|",
-        f"| {ref_key} (reference) | {r.mean():.4f} ± {r.std(ddof=1):.4f} | ref. | — | — | — |",
-        *rows, "",
+        f"## {model} with the full KG, with no KG, with shuffled tails",
+        "",
+        "| setting | test AUC | lift of the full KG (paired) |",
+        "|---|---|---|",
     ]
+    for label, aucs in got.items():
+        d, p = test(got["full"], aucs) if label != "full" else (0.0, float("nan"))
+        out["ablations"][label] = {"auc": aucs, "full_minus_this": {"diff": d, "p": p}}
+        lift = "—" if label == "full" else f"{d:+.4f} (p {p:.3g}) {verdict(d, p)}"
+        lines.append(f"| {label} | {mean_std(aucs)} | {lift} |")
+    lines += ["", "## Against the CF references (the same seeds)", "",
+              "| reference (file) | its test AUC | full KG: Δ, p | no KG: Δ, p | "
+              "shuffled tails: Δ, p |", "|---|---|---|---|---|"]
+    for reference in references:
+        ref_file, _, ref_key = reference.partition(":")
+        ref_json = json.loads((RESULTS / ref_file).read_text())
+        ref = seed_aucs(ref_json["results"][dataset][ref_key])
+        cells, out["references"][reference] = [], {"auc": ref,
+                                                   "command": ref_json["meta"]["command"]}
+        for label, aucs in got.items():
+            d, p = test(aucs, ref)
+            out["references"][reference][label] = {"diff": d, "p": p}
+            cells.append(f"{d:+.4f}, p {p:.3g} {verdict(d, p)}")
+        lines.append(f"| {ref_key} ([{ref_file[:-5]}.md]({ref_file[:-5]}.md)) | "
+                     f"{mean_std(ref)} | " + " | ".join(cells) + " |")
+    lines.append("")
     text = "\n".join(lines)
     atomic_write_text(RESULTS / f"{name}.md", text)
     atomic_write_text(RESULTS / f"{name}.json", json.dumps(
-        {"dataset": dataset, "model": model, "reference": reference,
-         "reference_auc": ref, "runs_command": runs["meta"]["command"], "rows": out},
+        {"dataset": dataset, "model": model, "runs_command": runs["meta"]["command"], **out},
         indent=1) + "\n")
     return text
 
@@ -115,17 +123,18 @@ def main() -> None:
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--model", required=True)
     ap.add_argument("--args", default="", help="the model's `kgrec train` arguments")
-    ap.add_argument("--reference", default="",
+    ap.add_argument("--reference", action="append", default=[],
                     help="FILE:KEY in benchmarks/results, e.g. "
-                         "tuned_book_bpr-mf.json:bpr-mf[tuned] (default: that of BPR-MF)")
+                         "tuned_book_bpr-mf.json:bpr-mf[tuned] (repeatable; default: that of "
+                         "BPR-MF)")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--render", action="store_true", help="only rewrite the tables")
     a = ap.parse_args()
     name = f"kgwin_{a.dataset}_{a.model}"
-    reference = a.reference or f"tuned_{a.dataset}_bpr-mf.json:bpr-mf[tuned]"
+    references = a.reference or [f"tuned_{a.dataset}_bpr-mf.json:bpr-mf[tuned]"]
     if not a.render:
         run(a.dataset, a.model, a.args, a.seeds, name)
-    print(render(a.dataset, a.model, reference, name))
+    print(render(a.dataset, a.model, references, name))
 
 
 if __name__ == "__main__":

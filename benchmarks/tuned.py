@@ -15,6 +15,7 @@ Usage::
     python benchmarks/tuned.py --dataset book --models lightgcn --epochs 200  # longer runs
     python benchmarks/tuned.py --summary
     python benchmarks/tuned.py --adopt   # best values -> [<dataset>.tuned] preset sections
+    python benchmarks/tuned.py --readme  # tuned.md's table -> the README's
 """
 
 from __future__ import annotations
@@ -129,6 +130,35 @@ def summary() -> str:
     text = "\n".join(lines)
     atomic_write_text(RESULTS / "tuned.md", text)
     return text
+
+
+README_HEAD = "| dataset | model | preset | tuned | p | paper AUC |"
+
+
+def readme() -> int:
+    """Copy tuned.md's first table into the README's tuning table (its rows under
+    :data:`README_HEAD`); returns the number of rows."""
+    sys.path.insert(0, str(HERE.parent / "src"))
+    from kgrec.utils.io import atomic_write_text
+
+    md = (RESULTS / "tuned.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(md) if line.startswith("| dataset | model | preset"))
+    rows = []
+    for line in md[start + 2:]:
+        if not line.startswith("|"):
+            break
+        ds, model, preset, tuned, _delta, p, _acc, paper = \
+            [x.strip() for x in line.strip("|").split("|")][:8]
+        rows.append(f"| {ds} | {model} | {preset.split(' ± ')[0]} | {tuned} | {p} | {paper} |")
+    path = HERE.parent / "README.md"
+    lines = path.read_text().splitlines()
+    head = lines.index(README_HEAD)
+    end = head + 2
+    while end < len(lines) and lines[end].startswith("|"):
+        end += 1
+    lines[head + 2:end] = rows
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return len(rows)
 
 
 CF_MODELS = ("bpr-mf", "lightgcn", "item-cf", "mf", "pop")
@@ -260,7 +290,12 @@ def main() -> None:
     ap.add_argument("--adopt", action="store_true",
                     help="only write every study's best values into the presets as "
                          "[<dataset>.tuned] sections (kgrec train --tuned)")
+    ap.add_argument("--readme", action="store_true",
+                    help="only copy tuned.md's table into the README's tuning table")
     args = ap.parse_args()
+    if args.readme:
+        print(f"README: {readme()} rows")
+        return
     if args.adopt:
         print("\n".join(adopt()))
         return
