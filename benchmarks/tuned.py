@@ -169,9 +169,9 @@ def ranking(tuned_runs: dict[str, dict[str, dict[int, float]]], paired_ttest) ->
     both ran; each model at the setting with the better mean validation AUC)."""
     out = ["## Every tuned model against the best tuned CF model", "",
            "Each model at whichever of its preset and tuned values scored the better mean "
-           "validation AUC; the reference is the CF model (BPR-MF, LightGCN) with the best "
-           "mean test AUC. p: paired t-test over the seeds both ran; **beats** / **loses** "
-           "at p < 0.05.", ""]
+           "validation AUC; the reference is the CF model (BPR-MF, LightGCN, MF, item-CF) "
+           "with the best mean test AUC. p: paired t-test over the seeds both ran; **beats** / "
+           "**loses** at p < 0.05.", ""]
     for ds, models in sorted(tuned_runs.items()):
         cf = [m for m in models if m in CF_MODELS]
         if not cf:

@@ -34,7 +34,7 @@ from kgrec.experiments.run import (
     resolve,
     train,
 )
-from kgrec.models import MODELS, resolve_name
+from kgrec.models import MODELS, is_variant, resolve_name
 from kgrec.utils.io import atomic_write_text
 
 __all__ = ["TuneConfig", "check_space", "search_space", "tune"]
@@ -146,6 +146,17 @@ def _preset_point(base: RunConfig, space: dict[str, dict]) -> dict[str, Any]:
         out[name] = v if s["type"] == "categorical" else (
             int(v) if s["type"] == "int" else float(v))
     return out
+
+
+def _tuned_point(base: RunConfig, space: dict[str, dict]) -> dict[str, Any]:
+    """The searched values of the dataset's tuned section (``[<dataset>.tuned]``), or {}
+    where there is none (or the model is a variant, which shares its base's file)."""
+    from kgrec.config import tuned_values
+
+    name = resolve_name(base.model)
+    if base.tuned or is_variant(name) or not tuned_values(MODELS[name].preset, base.dataset):
+        return {}
+    return _preset_point(dataclasses.replace(base, tuned=True), space)
 
 
 def in_space(spec: dict[str, Any], value: Any) -> bool:
@@ -260,6 +271,11 @@ def tune(base: RunConfig, tc: TuneConfig) -> dict[str, Any]:
                 base.model, ", ".join(outside))
         if start:
             study.enqueue_trial(start)
+        # a model already tuned on this dataset: its tuned values are trial 1, so a new
+        # search (under other negatives, a longer run) starts from both known points
+        earlier = _tuned_point(base, space)
+        if earlier and earlier != start:
+            study.enqueue_trial(earlier)
     args = (base, tc, str(out), name, metric, space)
     if tc.workers == 1:
         _worker(*args)
