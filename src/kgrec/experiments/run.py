@@ -187,9 +187,11 @@ def check_run_config(cfg: RunConfig) -> None:
         raise _bad("clip_norm", "must be > 0", cfg.clip_norm)
     from kgrec.data.sampling import NEGATIVE_SAMPLING
 
-    for name, allowed in (("negatives", (None, *NEGATIVES)), ("protocol", PROTOCOLS),
+    for name, allowed in (("negatives", NEGATIVES), ("protocol", PROTOCOLS),
                           ("lr_schedule", LR_SCHEDULES),
                           ("negative_sampling", NEGATIVE_SAMPLING)):
+        if name == "negatives" and cfg.negatives is None:  # the preset's (training_negatives)
+            continue
         if getattr(cfg, name) not in allowed:
             raise _bad(name, f"expected one of {', '.join(allowed)}", getattr(cfg, name))
     if cfg.optimizer is not None and cfg.optimizer not in OPTIMIZERS:
