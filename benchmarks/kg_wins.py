@@ -35,9 +35,11 @@ sys.path.insert(0, str(HERE.parent / "src"))
 ABLATIONS = {"full": [], "no KG": ["--kg-ratio", "0"], "shuffled tails": ["--kg-shuffle"]}
 
 
-def run(dataset: str, model: str, args: str, seeds: int, name: str) -> None:
+def run(dataset: str, model: str, args: str, seeds: int, name: str,
+        skip_full: bool = False) -> None:
     variants = ";".join(f"{label.replace(' ', '-')}={args} {' '.join(extra)}".strip()
-                        for label, extra in ABLATIONS.items())
+                        for label, extra in ABLATIONS.items()
+                        if not (skip_full and label == "full"))
     cmd = [sys.executable, str(HERE / "mkr_paper.py"), "--datasets", dataset, "--models", model,
            "--seeds", str(seeds), "--name", f"{name}_runs", "--variants", variants]
     print("$", shlex.join(cmd), flush=True)
@@ -48,14 +50,28 @@ def seed_aucs(entry: dict) -> dict[int, float]:
     return {r["seed"]: r["test"]["auc"] for r in entry["runs"]}
 
 
-def render(dataset: str, model: str, references: list[str], name: str) -> str:
+def _entry(spec: str, dataset: str) -> tuple[dict, dict]:
+    """``FILE:KEY`` in benchmarks/results: the file's JSON and the runs under ``KEY``."""
+    file, _, key = spec.partition(":")
+    data = json.loads((RESULTS / file).read_text())
+    return data, data["results"][dataset][key]
+
+
+def render(dataset: str, model: str, references: list[str], name: str,
+           full_from: str | None = None) -> str:
     from kgrec.eval.stats import paired_ttest
     from kgrec.utils.io import atomic_write_text
 
     runs = json.loads((RESULTS / f"{name}_runs.json").read_text())
     table = runs["results"][dataset]
     got = {label: seed_aucs(table[f"{model}[{label.replace(' ', '-')}]"])
-           for label in ABLATIONS}
+           for label in ABLATIONS if not (full_from and label == "full")}
+    full_note = ""
+    if full_from:  # the full-KG runs of a tuned comparison: the same arguments and seeds
+        full_json, full_entry = _entry(full_from, dataset)
+        got = {"full": seed_aucs(full_entry), **got}
+        full_note = (f" The full-KG runs are `{full_from}` (its command: "
+                     f"`{full_json['meta']['command']}`), the same arguments and seeds.")
 
     def test(a: dict[int, float], b: dict[int, float]) -> tuple[float, float]:
         common = sorted(set(a) & set(b))
@@ -76,9 +92,10 @@ def render(dataset: str, model: str, references: list[str], name: str) -> str:
         f"# {model} on {dataset}: against the best tuned CF models, with and without the KG",
         "",
         f"Made by `python benchmarks/kg_wins.py --dataset {dataset} --model {model} --render"
-        + "".join(f" --reference {r}" for r in references) + f"` from `{name}_runs.json` "
+        + "".join(f" --reference {r}" for r in references)
+        + (f" --full-from {full_from}" if full_from else "") + f"` from `{name}_runs.json` "
         f"(its command: `{runs['meta']['command']}`; date {runs['meta']['date']}; "
-        f"{runs['meta']['machine']}).",
+        f"{runs['meta']['machine']}).{full_note}",
         "",
         "Test AUC (MKR's 6:2:2 CTR protocol, the epoch picked on validation), mean ± std over "
         "the seeds; each seed is one split, shared by every row. p: paired t-test over the "
@@ -99,8 +116,8 @@ def render(dataset: str, model: str, references: list[str], name: str) -> str:
               "shuffled tails: Δ, p |", "|---|---|---|---|---|"]
     for reference in references:
         ref_file, _, ref_key = reference.partition(":")
-        ref_json = json.loads((RESULTS / ref_file).read_text())
-        ref = seed_aucs(ref_json["results"][dataset][ref_key])
+        ref_json, ref_entry = _entry(reference, dataset)
+        ref = seed_aucs(ref_entry)
         cells, out["references"][reference] = [], {"auc": ref,
                                                    "command": ref_json["meta"]["command"]}
         for label, aucs in got.items():
@@ -128,13 +145,16 @@ def main() -> None:
                          "tuned_book_bpr-mf.json:bpr-mf[tuned] (repeatable; default: that of "
                          "BPR-MF)")
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--full-from", default=None,
+                    help="FILE:KEY of finished full-KG runs with the same --args and seeds "
+                         "(a tuned comparison's [tuned] runs): only the ablations run")
     ap.add_argument("--render", action="store_true", help="only rewrite the tables")
     a = ap.parse_args()
     name = f"kgwin_{a.dataset}_{a.model}"
     references = a.reference or [f"tuned_{a.dataset}_bpr-mf.json:bpr-mf[tuned]"]
     if not a.render:
-        run(a.dataset, a.model, a.args, a.seeds, name)
-    print(render(a.dataset, a.model, references, name))
+        run(a.dataset, a.model, a.args, a.seeds, name, skip_full=bool(a.full_from))
+    print(render(a.dataset, a.model, references, name, a.full_from))
 
 
 if __name__ == "__main__":
