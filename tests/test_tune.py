@@ -143,9 +143,11 @@ def test_first_trial_is_the_preset(tmp_path):
     assert res["trials"][0]["params"] == {k: params[k] for k in search_space("mf")}
 
 
-def test_a_new_search_starts_from_the_preset_then_the_earlier_tuned_values(tmp_path):
+def test_a_new_search_starts_from_the_preset_then_the_earlier_tuned_values(
+        tmp_path, data_dir, monkeypatch):
     from kgrec.config import tuned_values
 
+    monkeypatch.setenv("KGREC_DATA", str(data_dir))
     base = RunConfig(dataset="music", model="fm", epochs=1, progress=False)
     res = tune(base, TuneConfig(trials=2, out=str(tmp_path / "t"), prune=False))
     earlier = {k: v for k, v in tuned_values("fm", "music").items() if k in search_space("fm")}
