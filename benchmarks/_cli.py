@@ -113,6 +113,28 @@ def train_job(job: tuple, runs: Path, *, patience: int, quick: bool,
     return m
 
 
+def recbole_prepare(model: str, dataset: str, params: dict):
+    """RecBole's ``Config`` for ``model`` on ``dataset`` (seeded, one torch thread, its INFO
+    log in its file only), the dataset and its train / valid / test loaders:
+    ``(config, dataset, train_data, valid_data, test_data, prep_seconds)``."""
+    import logging
+
+    import torch
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import init_logger, init_seed
+
+    config = Config(model=model, dataset=dataset, config_dict=params)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    torch.set_num_threads(1)
+    logging.getLogger().setLevel(logging.WARNING)  # RecBole's INFO goes to its log file only
+    t0 = time.perf_counter()
+    data = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, data)
+    return config, data, train_data, valid_data, test_data, time.perf_counter() - t0
+
+
 def recbole_fit_timed(trainer, train_data, valid_data, *, on_train=None,
                       on_valid=None) -> dict:
     """RecBole's ``trainer.fit`` with every epoch's training (wall and CPU seconds) and

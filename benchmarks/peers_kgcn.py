@@ -62,7 +62,6 @@ os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # RecBole 1.2.1'
 import argparse
 import dataclasses
 import json
-import logging
 import platform
 import shlex
 import sys
@@ -74,7 +73,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _cli import epoch_timings, fmt_mean_std, recbole_fit_timed
+from _cli import epoch_timings, fmt_mean_std, recbole_fit_timed, recbole_prepare
 
 from kgrec.eval.metrics import ctr_metrics
 from kgrec.experiments.run import RunConfig, prepare_data
@@ -198,10 +197,8 @@ def verify_recbole_split(dataset, train_ds, valid_ds, test_ds, ds, split) -> dic
 
 # --------------------------------------------------------------------------- RecBole run
 def run_recbole(seed: int, ds, split, args, work: Path, variant: str = "defaults") -> dict:
-    from recbole.config import Config
-    from recbole.data import create_dataset, data_preparation
     from recbole.data.interaction import Interaction
-    from recbole.utils import get_model, get_trainer, init_logger, init_seed
+    from recbole.utils import get_model, get_trainer, init_seed
 
     name = f"kgrec-music-s{seed}"
     root = work / "recbole_data"
@@ -221,15 +218,8 @@ def run_recbole(seed: int, ds, split, args, work: Path, variant: str = "defaults
         "show_progress": False, "state": "INFO", "worker": 0, "metric_decimal_place": 6,
         **overrides,
     }
-    config = Config(model="KGCN", dataset=name, config_dict=params)
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    torch.set_num_threads(1)
-    logging.getLogger().setLevel(logging.WARNING)  # RecBole's INFO goes to its log file only
-    t0 = time.perf_counter()
-    dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    prep = time.perf_counter() - t0
+    config, dataset, train_data, valid_data, test_data, prep = recbole_prepare(
+        "KGCN", name, params)
     check = verify_recbole_split(dataset, train_data._dataset, valid_data._dataset,
                                  test_data._dataset, ds, split)
     check["files"] = counts

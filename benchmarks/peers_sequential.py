@@ -67,7 +67,6 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # torch-rechub's per-batch progress 
 import argparse
 import copy
 import json
-import logging
 import platform
 import shlex
 import sys
@@ -81,7 +80,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-from _cli import epoch_timings, recbole_fit_timed
+from _cli import epoch_timings, recbole_fit_timed, recbole_prepare
 
 from kgrec.data.catalog import load_dataset
 from kgrec.data.split import Queries, Split
@@ -248,10 +247,8 @@ def verify_recbole_split(dataset, train_ds, valid_ds, test_ds, split: Split, max
 
 
 def run_recbole(model_name: str, ds, ds_name: str, split: Split, args, work: Path) -> dict:
-    from recbole.config import Config
-    from recbole.data import create_dataset, data_preparation
     from recbole.data.interaction import Interaction
-    from recbole.utils import get_model, get_trainer, init_logger, init_seed
+    from recbole.utils import get_model, get_trainer, init_seed
 
     epochs = args.epochs[model_name]
     rb_name = f"kgrec-{ds_name}"
@@ -276,15 +273,8 @@ def run_recbole(model_name: str, ds, ds_name: str, split: Split, args, work: Pat
         params.update({"embedding_size": 64, "hidden_size": 64})
     elif model_name == "SASRec":
         params.update({"hidden_size": 64, "n_layers": 2, "n_heads": 2})
-    config = Config(model=model_name, dataset=rb_name, config_dict=params)
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    torch.set_num_threads(1)
-    logging.getLogger().setLevel(logging.WARNING)  # RecBole's INFO goes to its log file only
-    t0 = time.perf_counter()
-    dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    prep = time.perf_counter() - t0
+    config, dataset, train_data, valid_data, test_data, prep = recbole_prepare(
+        model_name, rb_name, params)
     check = verify_recbole_split(dataset, train_data._dataset, valid_data._dataset,
                                  test_data._dataset, split, 50)
     log(f"RecBole {model_name} {ds_name}: split identical to kgrec loo: {check['identical']}")
