@@ -113,6 +113,21 @@ def train_job(job: tuple, runs: Path, *, patience: int, quick: bool,
     return m
 
 
+def peer_md_head(title: str, payload: dict, run_note: str = "") -> list[str]:
+    """The first lines of a peer script's report: title, what made it (command, machine,
+    wall time; ``run_note`` goes before the wall time) and the package versions."""
+    return [
+        f"# {title}",
+        "",
+        f"Generated {payload['generated']} by `{payload['command']}` on {payload['machine']} "
+        f"({run_note}wall {payload['wall_seconds'] / 60:.1f} min).",
+        "",
+        "Package versions: " + ", ".join(f"{k} {v}" for k, v in payload["versions"].items())
+        + ".",
+        "",
+    ]
+
+
 def recbole_prepare(model: str, dataset: str, params: dict):
     """RecBole's ``Config`` for ``model`` on ``dataset`` (seeded, one torch thread, its INFO
     log in its file only), the dataset and its train / valid / test loaders:

@@ -73,7 +73,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _cli import epoch_timings, fmt_mean_std, recbole_fit_timed, recbole_prepare
+from _cli import epoch_timings, fmt_mean_std, peer_md_head, recbole_fit_timed, recbole_prepare
 
 from kgrec.eval.metrics import ctr_metrics
 from kgrec.experiments.run import RunConfig, prepare_data
@@ -472,14 +472,8 @@ def write_md(payload: dict, path: Path) -> None:
     runs = [r for r in payload["runs"] if "error" not in r]
     seeds = payload["seeds"]
     lines = [
-        "# Peer figure for kgrec's KGCN: RecBole 1.2.1 KGCN on kgrec's Last.FM CTR split",
-        "",
-        f"Generated {payload['generated']} by `{payload['command']}` on {payload['machine']} "
-        f"(wall {payload['wall_seconds'] / 60:.1f} min).",
-        "",
-        "Package versions: " + ", ".join(f"{k} {v}" for k, v in payload["versions"].items())
-        + ".",
-        "",
+        *peer_md_head("Peer figure for kgrec's KGCN: RecBole 1.2.1 KGCN on kgrec's Last.FM CTR "
+                      "split", payload),
         "Budget: " + payload["budget"],
         "",
         f"## Test AUC on the same rows (kgrec's `music` CTR split, seeds "

@@ -80,7 +80,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-from _cli import epoch_timings, recbole_fit_timed, recbole_prepare
+from _cli import epoch_timings, peer_md_head, recbole_fit_timed, recbole_prepare
 
 from kgrec.data.catalog import load_dataset
 from kgrec.data.split import Queries, Split
@@ -505,14 +505,8 @@ def _epoch_s(r: dict) -> float:
 
 def write_md(payload: dict, path: Path) -> None:
     lines = [
-        "# Peer figures for kgrec's sequential-recall models",
-        "",
-        f"Generated {payload['generated']} by `{payload['command']}` on {payload['machine']} "
-        f"(one torch thread; wall {payload['wall_seconds'] / 60:.1f} min).",
-        "",
-        "Package versions: " + ", ".join(f"{k} {v}" for k, v in payload["versions"].items())
-        + ".",
-        "",
+        *peer_md_head("Peer figures for kgrec's sequential-recall models", payload,
+                      "one torch thread; "),
         "Budget (stated caps, not tuned): " + payload["budget"],
         "",
     ]

@@ -100,7 +100,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
-from _cli import epoch_timings
+from _cli import epoch_timings, peer_md_head
 
 
 def librec_worker(spec_path: str) -> None:
@@ -691,14 +691,8 @@ def summary(rs: list[dict]) -> dict:
 def write_md(payload: dict, path: Path) -> None:
     d = payload["data"]
     lines = [
-        "# Peer figures for kgrec's two-tower retrieval (torch-rechub, LibRecommender)",
-        "",
-        f"Generated {payload['generated']} by `{payload['command']}` on {payload['machine']} "
-        f"(wall {payload['wall_seconds'] / 60:.1f} min).",
-        "",
-        "Package versions: " + ", ".join(f"{k} {v}" for k, v in payload["versions"].items())
-        + ".",
-        "",
+        *peer_md_head("Peer figures for kgrec's two-tower retrieval (torch-rechub, "
+                      "LibRecommender)", payload),
         f"Data: `{d['dataset']}`, protocol `loo` (leave-one-out by time, all "
         f"{d['n_items']} items ranked, history masked), {d['n_users']} users, "
         f"{d['n_train']} training positives, {d['n_test_queries']} test / "
