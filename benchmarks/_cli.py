@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -126,6 +130,25 @@ def peer_md_head(title: str, payload: dict, run_note: str = "") -> list[str]:
         + ".",
         "",
     ]
+
+
+@contextlib.contextmanager
+def scratch_cwd(workdir: str | None, prefix: str) -> Iterator[Path]:
+    """Run the body inside a scratch working directory, yielded as an absolute path (RecBole
+    writes ``log/`` and ``log_tensorboard/`` into the working directory): ``workdir`` when
+    given (created, kept), else a temporary one removed on exit. The caller's working
+    directory is restored on exit, also after an error."""
+    tmp = tempfile.TemporaryDirectory(prefix=prefix) if workdir is None else None
+    work = Path(workdir or tmp.name).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    cwd = Path.cwd()
+    os.chdir(work)
+    try:
+        yield work
+    finally:
+        os.chdir(cwd)
+        if tmp is not None:
+            tmp.cleanup()
 
 
 def recbole_prepare(model: str, dataset: str, params: dict):

@@ -65,7 +65,6 @@ import json
 import platform
 import shlex
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -73,7 +72,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _cli import epoch_timings, fmt_mean_std, peer_md_head, recbole_fit_timed, recbole_prepare
+from _cli import (
+    epoch_timings,
+    fmt_mean_std,
+    peer_md_head,
+    recbole_fit_timed,
+    recbole_prepare,
+    scratch_cwd,
+)
 
 from kgrec.eval.metrics import ctr_metrics
 from kgrec.experiments.run import RunConfig, prepare_data
@@ -599,11 +605,6 @@ def main(argv: list[str] | None = None) -> None:
            + " ".join(shlex.quote(a) for a in ["benchmarks/peers_kgcn.py", *cli]))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.TemporaryDirectory(prefix="peers-kgcn-") if args.workdir is None else None
-    work = Path(args.workdir or tmp.name).resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    cwd = Path.cwd()
-    os.chdir(work)  # RecBole writes log/ and log_tensorboard/ into the working directory
     t_start = time.perf_counter()
     versions = {p: version(p) for p in ("recbole", "torch", "numpy", "pandas", "scipy",
                                         "scikit-learn", "kgrec")}
@@ -614,7 +615,7 @@ def main(argv: list[str] | None = None) -> None:
     yaml_text = (Path(recbole.__file__).parent / "properties" / "model" / "KGCN.yaml"
                  ).read_text()
     runs, dsinfo = [], {}
-    try:
+    with scratch_cwd(args.workdir, prefix="peers-kgcn-") as work:
         for seed in args.seeds:
             ds, split = kgrec_split(seed)
             dsinfo[seed] = {"n_users": ds.n_users, "n_items": ds.n_items,
@@ -655,8 +656,6 @@ def main(argv: list[str] | None = None) -> None:
                 log(f"{peer} {variant} seed {seed}: done in {r['wall_seconds']:.0f}s, "
                     + (f"test AUC {r['kgrec_eval_test']['auc']:.4f}" if "error" not in r
                        else r["error"]))
-    finally:
-        os.chdir(cwd)
     payload = {
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": cmd,
@@ -680,8 +679,6 @@ def main(argv: list[str] | None = None) -> None:
     atomic_write_text(out.with_suffix(".json"), json.dumps(payload, indent=2) + "\n")
     write_md(payload, out.with_suffix(".md"))
     log(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
-    if tmp is not None:
-        tmp.cleanup()
 
 
 if __name__ == "__main__":

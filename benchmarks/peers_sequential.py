@@ -70,7 +70,6 @@ import json
 import platform
 import shlex
 import sys
-import tempfile
 import time
 from collections import OrderedDict
 from datetime import UTC, datetime
@@ -80,7 +79,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-from _cli import epoch_timings, peer_md_head, recbole_fit_timed, recbole_prepare
+from _cli import epoch_timings, peer_md_head, recbole_fit_timed, recbole_prepare, scratch_cwd
 
 from kgrec.data.catalog import load_dataset
 from kgrec.data.split import Queries, Split
@@ -657,17 +656,12 @@ def main(argv: list[str] | None = None) -> None:
            + " ".join(shlex.quote(a) for a in ["benchmarks/peers_sequential.py", *cli]))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.TemporaryDirectory(prefix="peers-seq-") if args.workdir is None else None
-    work = Path(args.workdir or tmp.name).resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    cwd = Path.cwd()
-    os.chdir(work)  # RecBole writes log/ and log_tensorboard/ into the working directory
     t_start = time.perf_counter()
     runs, dsinfo = [], {}
     versions = {p: version(p) for p in ("recbole", "torch-rechub", "torch", "numpy", "pandas",
                                         "kgrec")}
     versions["python"] = platform.python_version()
-    try:
+    with scratch_cwd(args.workdir, prefix="peers-seq-") as work:
         for name in args.datasets:
             ds = load_dataset(name)
             splits = {"loo": split_of(ds, "loo", args.seed)}
@@ -703,8 +697,6 @@ def main(argv: list[str] | None = None) -> None:
                 runs.append(r)
                 log(f"{peer} {m} on {name}: done in {r['wall_seconds']:.0f}s "
                     + (json.dumps(r.get("kgrec_eval")) if "error" not in r else r["error"]))
-    finally:
-        os.chdir(cwd)
     payload = {
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": cmd,
@@ -727,8 +719,6 @@ def main(argv: list[str] | None = None) -> None:
     out.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
     write_md(payload, out.with_suffix(".md"))
     log(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
-    if tmp is not None:
-        tmp.cleanup()
 
 
 if __name__ == "__main__":
