@@ -144,6 +144,28 @@ def test_one_hop_propagation_by_hand_and_cold_items():
     assert not torch.allclose(before, m.score_all(torch.arange(3))[:, 3])
 
 
+def test_propagation_with_dropout_equals_the_means_and_f_dropout_reference():
+    """propagate() skips the per-row factors the hop's L2 normalisation removes (1 / degree,
+    dropout's 1 / (1 - p)) and draws dropout's mask as F.dropout does: the same values, and
+    the same random stream, as the plain formula (node dropout off, message dropout on)."""
+    m = _tiny(n_layers=2, node_dropout=0.0, mess_dropout=0.4)
+    head, rel, tail = m.kg_edges
+    users, ents = m.ui_edges
+    intents = m.intents()
+    torch.manual_seed(7)
+    got_u, got_e = m.propagate(dropout=True)
+    torch.manual_seed(7)
+    user, ent = m.user_emb, m.entity_emb
+    sum_u, sum_e = user, ent
+    for _ in range(2):
+        e_next = F.dropout(relational_aggregate(ent, m.relation_emb, head, rel, tail), 0.4)
+        u_next = F.dropout(user_aggregate(user, ent, intents, users, ents), 0.4)
+        ent, user = F.normalize(e_next, dim=1), F.normalize(u_next, dim=1)
+        sum_u, sum_e = sum_u + user, sum_e + ent
+    torch.testing.assert_close(got_u, sum_u)
+    torch.testing.assert_close(got_e, sum_e)
+
+
 def test_score_queries_equal_score_and_the_cache_follows_training():
     m = _tiny(n_layers=2)
     users = torch.arange(3)

@@ -153,24 +153,31 @@ def intent_embeddings(att: torch.Tensor, relations: torch.Tensor) -> torch.Tenso
 
 
 def relational_aggregate(entity: torch.Tensor, relation: torch.Tensor, head: torch.Tensor,
-                         rel: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
-    """``e_h = mean_{(h, r, t)} e_r * e_t`` for every entity (0 for one without an edge)."""
+                         rel: torch.Tensor, tail: torch.Tensor, *, mean: bool = True
+                         ) -> torch.Tensor:
+    """``e_h = mean_{(h, r, t)} e_r * e_t`` for every entity (0 for one without an edge);
+    ``mean=False``: the sum (the same direction, what an L2 normalisation after it sees)."""
     # index_select, not [] indexing: its backward (index_add_) is much faster on CPU
     msg = entity.index_select(0, tail) * relation.index_select(0, rel)
     out = torch.zeros_like(entity).index_add_(0, head, msg)
+    if not mean:
+        return out
     deg = torch.bincount(head, minlength=len(entity)).clamp_(min=1)
     return out / deg[:, None].to(out.dtype)
 
 
 def user_aggregate(user: torch.Tensor, entity: torch.Tensor, intents: torch.Tensor,
-                   users: torch.Tensor, ents: torch.Tensor) -> torch.Tensor:
+                   users: torch.Tensor, ents: torch.Tensor, *, mean: bool = True
+                   ) -> torch.Tensor:
     """``e_u = (sum_p softmax_p(e_p . e_u) e_p) * mean_{(u, i)} e_i`` over the edges
-    ``(users[k], ents[k])`` (0 for a user without an edge)."""
-    mean = torch.zeros_like(user).index_add_(0, users, entity.index_select(0, ents))
-    deg = torch.bincount(users, minlength=len(user)).clamp_(min=1)
-    mean = mean / deg[:, None].to(mean.dtype)
+    ``(users[k], ents[k])`` (0 for a user without an edge); ``mean=False``: with the sum
+    over the user's items (the same direction)."""
+    agg = torch.zeros_like(user).index_add_(0, users, entity.index_select(0, ents))
+    if mean:
+        deg = torch.bincount(users, minlength=len(user)).clamp_(min=1)
+        agg = agg / deg[:, None].to(agg.dtype)
     beta = torch.softmax(user @ intents.T, dim=-1)  # (n_users, P)
-    return (beta @ intents) * mean
+    return (beta @ intents) * agg
 
 
 def distance_correlation(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -273,12 +280,17 @@ class KGIN(CalibratedTables, Recommender):
             users, ents = self.ui_edges[:, keep]
         intents = self.intents()
         user_sum, ent_sum = user, ent
+        # every hop's output is L2-normalised per row, so a positive per-row factor before it
+        # changes nothing: the means' 1 / degree and message dropout's 1 / (1 - p) are left
+        # out (the same values, up to rounding, for fewer passes over the tables; the
+        # dropout mask is drawn as F.dropout draws it, so the random stream is unchanged)
         for _ in range(cfg.n_layers):
-            ent_next = relational_aggregate(ent, self.relation_emb, head, rel, tail)
-            user_next = user_aggregate(user, ent, intents, users, ents)
+            ent_next = relational_aggregate(ent, self.relation_emb, head, rel, tail, mean=False)
+            user_next = user_aggregate(user, ent, intents, users, ents, mean=False)
             if dropout and cfg.mess_dropout > 0:
-                ent_next = F.dropout(ent_next, cfg.mess_dropout)
-                user_next = F.dropout(user_next, cfg.mess_dropout)
+                keep = 1.0 - cfg.mess_dropout
+                ent_next = ent_next * torch.empty_like(ent_next).bernoulli_(keep)
+                user_next = user_next * torch.empty_like(user_next).bernoulli_(keep)
             ent, user = F.normalize(ent_next, dim=1), F.normalize(user_next, dim=1)
             ent_sum, user_sum = ent_sum + ent, user_sum + user
         return user_sum, ent_sum
