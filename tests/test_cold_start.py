@@ -88,3 +88,26 @@ def test_kg_bias_is_the_mean_entity_bias_of_the_item_triples() -> None:
     # item 0: own 0.5 + entity 4's 1.0; item 2: entity 5's 3.0; cold item 3: (1 + 3) / 2
     torch.testing.assert_close(s, torch.tensor([1.5, 1.0, 3.0, 2.0]))
     assert not hasattr(_kgmf(0.0), "entity_bias")  # off by default: old checkpoints load
+
+
+def test_relation_pooling_weighs_each_relation_of_an_item_equally() -> None:
+    # item 0: three triples of relation 0 (tails 4, 5, 6), one of relation 1 (tail 7)
+    kg = np.array([[0, 0, 4], [0, 0, 5], [0, 0, 6], [0, 1, 7], [1, 1, 7]])
+    made = {}
+    for pool in ("triple", "relation"):
+        torch.manual_seed(0)
+        made[pool] = KGMF(n_users=2, n_items=2, n_entities=8, n_relations=2, kg=kg,
+                          item_entity=np.arange(2),
+                          config=KGMFConfig(dim=3, kg_bias=True, kg_pool=pool))
+    m = made["relation"]
+    e, r, c = m.entity_emb.detach(), m.relation_emb.detach(), m.entity_bias.detach()
+    rel0 = ((e[4] + e[5] + e[6]) / 3 + r[0])
+    want = (rel0 + (e[7] + r[1])) / 2
+    got = m._kg_part().detach()
+    torch.testing.assert_close(got[0, :3], want)
+    torch.testing.assert_close(got[0, 3], ((c[4] + c[5] + c[6]) / 3 + c[7]) / 2)
+    torch.testing.assert_close(got[1, :3], e[7] + r[1])  # one triple: both pools agree
+    t = made["triple"]._kg_part().detach()
+    torch.testing.assert_close(t[0, :3], (e[4] + e[5] + e[6] + e[7] + 3 * r[0] + r[1]) / 4)
+    with pytest.raises(ValueError, match="kg_pool"):
+        KGMFConfig(kg_pool="entity")

@@ -4,6 +4,9 @@
 ``kg_bias`` the item bias gains a KG part too, ``b_i + mean_{(i, r, t) in KG} c_t`` with one
 learned scalar ``c_t`` per entity: how much the items linked to ``t`` are clicked overall (an
 actor's, a genre's, an award's draw), which is what places a new item among other new ones.
+``kg_pool="relation"`` takes the means per relation first and then the mean over the item's
+relations, so that a relation with many tails (a film's dozens of actors) weighs as much as
+one with a single tail (its director), not dozens of times more.
 
 A deliberately small, transparent KG-aware reference in the spirit of CKE's item
 representation (collaborative offset + structural embedding; Zhang et al., KDD'16): items that
@@ -38,7 +41,8 @@ class KGMFConfig:
     start, see the module docstring; 0: off); entity_init: a KGE run directory whose entity
     vectors start the entity table (sequential use of the KG, ``dim`` must match);
     freeze_entities: keep the whole entity table fixed; kg_bias: add the KG part of the item
-    bias (see the module docstring)."""
+    bias (see the module docstring); kg_pool: ``triple`` (the mean over the item's triples)
+    or ``relation`` (the mean over its relations of the per-relation means)."""
 
     dim: int = 16
     lr: float = 1e-2
@@ -49,10 +53,13 @@ class KGMFConfig:
     freeze_entities: bool = False
     id_dropout: float = 0.0
     kg_bias: bool = False
+    kg_pool: str = "triple"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.id_dropout < 1.0:
             raise ValueError(f"id_dropout must be in [0, 1), got {self.id_dropout}")
+        if self.kg_pool not in ("triple", "relation"):
+            raise ValueError(f"kg_pool must be 'triple' or 'relation', got {self.kg_pool!r}")
 
 
 class KGMF(Recommender):
@@ -82,7 +89,8 @@ class KGMF(Recommender):
         if cfg.kg_bias:
             self.entity_bias = nn.Parameter(torch.zeros(max(n_entities, 1)))
         self.relation_emb = glorot_embedding(max(n_relations, 1), d)
-        # (item, triple) incidence, row-normalised: mean over the item's outgoing triples
+        # (item, triple) incidence, row-normalised: mean over the item's outgoing triples, or
+        # (kg_pool="relation") 1 / (triples of that relation x relations) of the item
         item_entity = np.arange(n_items) if item_entity is None else np.asarray(item_entity)
         entity_item = np.full(max(n_entities, 1), -1, dtype=np.int64)
         entity_item[item_entity] = np.arange(n_items)
@@ -91,6 +99,12 @@ class KGMF(Recommender):
         rows = entity_item[kg[:, 0]]
         deg = np.bincount(rows, minlength=n_items).astype(np.float32)
         vals = 1.0 / np.maximum(deg[rows], 1.0)
+        if cfg.kg_pool == "relation" and len(kg):
+            _, pair, per_pair = np.unique(rows * max(n_relations, 1) + kg[:, 1],
+                                          return_inverse=True, return_counts=True)
+            first = np.unique(pair, return_index=True)[1]  # one triple per (item, relation)
+            n_rel = np.bincount(rows[first], minlength=n_items).astype(np.float32)
+            vals = 1.0 / (per_pair[pair] * n_rel[rows]).astype(np.float32)
         self.register_buffer(
             "adj",
             torch.sparse_coo_tensor(
