@@ -100,9 +100,10 @@ class KGMF(Recommender):
         deg = np.bincount(rows, minlength=n_items).astype(np.float32)
         vals = 1.0 / np.maximum(deg[rows], 1.0)
         if cfg.kg_pool == "relation" and len(kg):
-            _, pair, per_pair = np.unique(rows * max(n_relations, 1) + kg[:, 1],
-                                          return_inverse=True, return_counts=True)
-            first = np.unique(pair, return_index=True)[1]  # one triple per (item, relation)
+            # first: one triple per (item, relation) pair; pair: each triple's pair
+            _, first, pair, per_pair = np.unique(rows * max(n_relations, 1) + kg[:, 1],
+                                                 return_index=True, return_inverse=True,
+                                                 return_counts=True)
             n_rel = np.bincount(rows[first], minlength=n_items).astype(np.float32)
             vals = 1.0 / (per_pair[pair] * n_rel[rows]).astype(np.float32)
         self.register_buffer(
