@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from kgrec.data.dataset import DataError, Dataset, Interactions
-from kgrec.data.features import FeatureField, FeatureTable, kg_item_features
+from kgrec.data.features import FeatureField, FeatureTable, kg_item_features, tower_features
 from kgrec.data.sequences import user_sequences
 
 
@@ -87,6 +87,20 @@ def test_kg_item_features_on_toy_kg():
     assert t.padded("genre", 2).tolist() == [[0, 1], [0, -1], [-1, -1]]
     assert [t.field("director").labels(i) for i in range(3)] == [[], ["d1"], []]
     assert t.n_values("sub") == 0  # heads are never item entities
+
+
+def test_drop_rare_values_and_tower_features_min_value_items():
+    f = _table().field("tag")  # a: rows 0 and 2; b: row 0; c: row 2
+    g = f.drop_rare(2)
+    assert g.vocab.tolist() == ["a"] and g.indptr.tolist() == [0, 1, 1, 2]
+    assert [g.labels(i) for i in range(3)] == [["a"], [], ["a"]]
+    assert f.drop_rare(1) is f and f.drop_rare(3).vocab.tolist() == []
+    # toy KG: g1 on items 0 and 1, g2 on item 0 only, d1 on item 1 only
+    items, _ = tower_features(_toy(), min_value_items=2, min_coverage=0.0)
+    assert items.fields == ("item_id", "kg:genre")  # director's only value is rare
+    assert [items.field("kg:genre").labels(i) for i in range(3)] == [["g1"], ["g1"], []]
+    items, _ = tower_features(_toy(), min_coverage=0.0)
+    assert "kg:director" in items.fields and items.field("kg:genre").labels(0) == ["g1", "g2"]
 
 
 def test_dataset_sequences_checksums_and_npz_round_trip(tmp_path):

@@ -85,6 +85,22 @@ class FeatureField:
             - np.repeat(indptr[:-1], lens)
         return FeatureField(indptr, self.values[src], self.vocab, self.multi)
 
+    def drop_rare(self, min_rows: int) -> FeatureField:
+        """The field without the values fewer than ``min_rows`` rows hold (the vocabulary
+        shrinks to the values kept, in their order). A value one row holds, such as an
+        actor seen in one film, ties that row to no other, so it can carry nothing learned
+        from one row to another."""
+        if min_rows <= 1 or not len(self.values):
+            return self
+        rows_per_value = np.bincount(self.values, minlength=len(self.vocab))
+        kept = rows_per_value >= min_rows
+        new_id = np.cumsum(kept) - 1
+        keep = kept[self.values]
+        lens = np.bincount(np.repeat(np.arange(self.n_rows), self.lengths())[keep],
+                           minlength=self.n_rows)
+        return FeatureField(np.r_[0, np.cumsum(lens)].astype(np.int64),
+                            new_id[self.values[keep]], self.vocab[kept], self.multi)
+
 
 def _sorted_vocab(codes: np.ndarray, vocab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Re-code so the vocabulary is sorted (numerically when every label is a number)."""
@@ -433,15 +449,17 @@ def field_mutual_information(table: FeatureTable, fields: list[str] | None = Non
     return mi
 
 
-def tower_features(ds: Dataset, *, kg: bool = True, min_coverage: float = 0.01
-                   ) -> tuple[FeatureTable, FeatureTable]:
+def tower_features(ds: Dataset, *, kg: bool = True, min_coverage: float = 0.01,
+                   min_value_items: int = 1) -> tuple[FeatureTable, FeatureTable]:
     """The item and user fields of a two-tower model, read off the dataset.
 
     Items: ``item_id``, the dataset's item fields (genres, year, title tokens, Amazon
     attributes ...) and, with ``kg``, one multi-valued field per KG relation
     (:func:`kg_item_features`, named ``kg:<relation>``). Users: ``user_id`` and the dataset's
     user fields (demographics). Fields that fewer than ``min_coverage`` of the rows hold are
-    left out (a relation whose heads are never items, a field five items have).
+    left out (a relation whose heads are never items, a field five items have), and so are
+    the item values fewer than ``min_value_items`` items hold (:meth:`FeatureField.drop_rare`,
+    counted over the whole catalogue, never over clicks).
     """
     def keep(table: FeatureTable | None, prefix: str = "") -> dict[str, FeatureField]:
         if table is None:
@@ -461,6 +479,10 @@ def tower_features(ds: Dataset, *, kg: bool = True, min_coverage: float = 0.01
     fields = keep(ds.item_features)
     if kg and len(ds.kg):
         fields.update(keep(kg_item_features(ds), "kg:"))
+    if min_value_items > 1:
+        rare = {name: f.drop_rare(min_value_items) for name, f in fields.items()}
+        fields = {name: f for name, f in rare.items()
+                  if len(f.vocab) and (f.lengths() > 0).mean() >= min_coverage}
     for name, f in fields.items():
         items.set(name, f)
     users = FeatureTable(ds.n_users, {"user_id": ids(ds.n_users, ds.user_ids)})

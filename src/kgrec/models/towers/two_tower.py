@@ -57,8 +57,8 @@ class TwoTowerConfig:
     uniformly; ssl_temperature: of its InfoNCE; drop_rate: value dropout's probability; kg:
     add the KG relation fields; history: items of history in the user tower (0: none);
     max_values: values kept per multi-valued field; min_coverage: drop fields fewer items
-    hold; lr, l2_weight, batch_size: Adam, its weight decay, pairs per step (the in-batch
-    negatives)."""
+    hold; min_value_items: drop item values (a KG tail, a title word) fewer items hold; lr,
+    l2_weight, batch_size: Adam, its weight decay, pairs per step (the in-batch negatives)."""
 
     dim: int = 64
     field_dim: int = 32
@@ -78,6 +78,7 @@ class TwoTowerConfig:
     history: int = 20
     max_values: int = 16
     min_coverage: float = 0.01
+    min_value_items: int = 1
     lr: float = 1e-3
     l2_weight: float = 0.0
     batch_size: int = 1024
@@ -94,6 +95,8 @@ class TwoTowerConfig:
             raise ValueError("drop_rate must be in [0, 1) and min_coverage in [0, 1]")
         if self.hidden < 0 or self.history < 0 or self.logq_buckets < 0:
             raise ValueError("hidden, history and logq_buckets must be >= 0")
+        if self.min_value_items < 1:
+            raise ValueError(f"min_value_items must be >= 1, got {self.min_value_items}")
         if not 0 < self.logq_alpha <= 1:
             raise ValueError(f"logq_alpha must be in (0, 1], got {self.logq_alpha}")
 
@@ -302,7 +305,8 @@ def build(ds, cfg: TwoTowerConfig, inputs: dict[str, np.ndarray] | None = None) 
             n_user_values=n_user_values, mi_groups=pre["mi_groups"])
     from kgrec.data.features import field_mutual_information, tower_features
 
-    items, users = tower_features(ds, kg=cfg.kg, min_coverage=cfg.min_coverage)
+    items, users = tower_features(ds, kg=cfg.kg, min_coverage=cfg.min_coverage,
+                                  min_value_items=cfg.min_value_items)
     item_values, item_columns, item_sizes = items.stacked(cfg.max_values)
     user_values, user_columns, user_sizes = users.stacked(cfg.max_values)
     k = len(items)
