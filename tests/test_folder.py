@@ -29,10 +29,12 @@ def test_recbole_folder_equals_the_catalog_reading(data_dir, tmp_path, monkeypat
     d = shutil.copytree(data_dir / "ml-100k-kg", tmp_path / "mine")
     mine, ref = load_folder(d), load_dataset("ml-100k-kg")
     assert mine.name == "mine" and mine.checksum == ref.checksum
-    assert "84 not" in repr(mine) and "recbole" in repr(mine)  # unlinked items reported
+    assert "160 not" in repr(mine) and "recbole" in repr(mine)  # unlinked items reported
+    assert "re-keyed by titles" in repr(mine) and mine.meta["link"]["linked"] == 1522
 
 
-def test_cli_trains_mkr_and_bpr_on_a_recbole_copy(data_dir, tmp_path):
+def test_cli_trains_mkr_and_bpr_on_a_recbole_copy(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("KGREC_DATA", str(data_dir))  # ml-1m/movies.dat re-keys the link
     d = shutil.copytree(data_dir / "ml-100k-kg", tmp_path / "mydata")
     for model in ("mkr", "bpr-mf"):
         out = tmp_path / model

@@ -51,9 +51,11 @@ __all__ = [
     "list_datasets",
     "load_dataset",
     "locate",
+    "read_recbole_relinked",
 ]
 
-CONVERSION_VERSION = 4  # 2: events, features, new sets; 3: names; 4: unlinked counts
+CONVERSION_VERSION = 5  # 2: events, features, new sets; 3: names; 4: unlinked counts;
+# 5: ml-100k-kg's link repaired by titles
 _MKR = "https://raw.githubusercontent.com/hwwang55/MKR/master/data"
 _ML1M = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
 _ML100K = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
@@ -161,7 +163,9 @@ CATALOG: dict[str, Entry] = {
     "ml-100k-kg": Entry(
         "MovieLens-100K in RecBole atomic form + Freebase KG (RecBole 1.2.1's example); "
         "rating >= 4 positive, lower known negatives; every item kept (unlinked ones get an "
-        "entity of their own)",
+        "entity of their own); the link, keyed in MovieLens-1M ids, re-keyed by titles "
+        "(needs MovieLens-1M's movies.dat: next to the files, in $KGREC_DATA/ml-1m/, or "
+        "downloaded)",
         layouts=(("ml-100k.inter", "ml-100k.kg", "ml-100k.link"),),
         hint="these files ship inside the RecBole 1.2.1 wheel (pip download recbole==1.2.1 "
              "--no-deps; unzip; folder recbole/dataset_example/ml-100k/): copy ml-100k.inter, "
@@ -285,28 +289,56 @@ def download(name: str) -> Path:
     try:
         dest.mkdir(parents=True, exist_ok=True)
         for s in e.sources:
-            target = dest / s.filename
-            if target.is_file():
-                continue
-            if s.member is None:
-                _fetch(s.url, target)
-            else:
-                if s.url not in archives:
-                    archives[s.url] = cache_dir() / "downloads" / Path(s.url).name
-                    if not archives[s.url].is_file():
-                        _fetch(s.url, archives[s.url])
-                with zipfile.ZipFile(archives[s.url]) as z, z.open(s.member) as src:
-                    atomic_write(target, lambda out, src=src: shutil.copyfileobj(src, out))
-            if s.sha256 and file_sha256(target) != s.sha256:
-                bad = target.with_suffix(target.suffix + ".bad")
-                os.replace(target, bad)
-                raise DataError(f"sha256 mismatch for {s.url} (expected {s.sha256}); "
-                                f"kept as {bad.name}", path=target)
+            _get(s, dest, archives)
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         if isinstance(exc, DataError):
             raise
         raise FileNotFoundError(f"{_missing_message(name)}\n(download failed: {exc})") from None
     return dest
+
+
+def _get(s: Source, dest: Path, archives: dict[str, Path]) -> Path:
+    """Download one source file into ``dest`` (a zip archive once per url, kept in
+    ``archives``), checking its sha256 where known; a file already there is kept."""
+    target = dest / s.filename
+    if target.is_file():
+        return target
+    dest.mkdir(parents=True, exist_ok=True)
+    if s.member is None:
+        _fetch(s.url, target)
+    else:
+        if s.url not in archives:
+            archives[s.url] = cache_dir() / "downloads" / Path(s.url).name
+            if not archives[s.url].is_file():
+                _fetch(s.url, archives[s.url])
+        with zipfile.ZipFile(archives[s.url]) as z, z.open(s.member) as src:
+            atomic_write(target, lambda out, src=src: shutil.copyfileobj(src, out))
+    if s.sha256 and file_sha256(target) != s.sha256:
+        bad = target.with_suffix(target.suffix + ".bad")
+        os.replace(target, bad)
+        raise DataError(f"sha256 mismatch for {s.url} (expected {s.sha256}); "
+                        f"kept as {bad.name}", path=target)
+    return target
+
+
+def _ml1m_movies(root: Path, link: str = "ml-100k.link") -> Path:
+    """MovieLens-1M's ``movies.dat`` for re-keying RecBole's MovieLens-100K ``link``: found
+    (next to the files, ``$KGREC_DATA/ml-1m/``, the cache) or downloaded into
+    ``$KGREC_CACHE/raw/ml-1m/``; :class:`DataError` saying where to put it otherwise."""
+    found = _ml1m_side_files("ml-100k-kg", root).get("movies.dat")
+    if found is not None:
+        return found
+    try:
+        return _get(Source("movies.dat", _ML1M, None, member="ml-1m/movies.dat"),
+                    cache_dir() / "raw" / "ml-1m", {})
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(
+            "this is RecBole's MovieLens-100K link, which keys its entities by MovieLens-1M "
+            "movie ids; re-keying it by titles needs MovieLens-1M's movies.dat (from "
+            f"{_ML1M}, member ml-1m/movies.dat) in {root}/ or $KGREC_DATA/ml-1m/, and the "
+            f"download failed ({exc})", path=root / link) from None
 
 
 def _missing_message(name: str) -> str:
@@ -338,13 +370,17 @@ def _cache_key(files: list[Path], seed: int) -> str:
 
 
 def _ml1m_side_files(name: str, root: Path) -> dict[str, Path]:
-    """MovieLens-1M ``movies.dat`` / ``users.dat`` for ``movie`` / ``movie-half``: next to
-    the ratings, else in ``$KGREC_DATA/ml-1m/`` (optional; missing ones are skipped)."""
+    """MovieLens-1M ``movies.dat`` / ``users.dat`` for ``movie`` / ``movie-half`` (and
+    ``movies.dat`` for ``ml-100k-kg``'s link): next to the ratings, else in
+    ``$KGREC_DATA/ml-1m/`` (optional; missing ones are skipped)."""
+    if name == "ml-100k-kg":
+        return {k: v for k, v in _ml1m_side_files("movie", root).items() if k == "movies.dat"}
     if name not in ("movie", "movie-half"):
         return {}
     dirs = [root]
     if os.environ.get("KGREC_DATA"):
         dirs.append(Path(os.environ["KGREC_DATA"]) / "ml-1m")
+    dirs += [cache_dir() / "raw" / "ml-1m", cache_dir() / "raw" / "movie"]
     out = {}
     for f in ("movies.dat", "users.dat"):
         hit = next((d / f for d in dirs if (d / f).is_file()), None)
@@ -371,7 +407,8 @@ def _convert(name: str, root: Path, seed: int) -> Dataset:
     elif name == "ml-100k":
         return read_ml100k(root, name=name, seed=seed)
     elif name == "ml-100k-kg":
-        ds = read_recbole(root, "ml-100k", threshold=4.0, seed=seed, unlinked_items="keep")
+        ds = read_recbole_relinked(root, "ml-100k", threshold=4.0, seed=seed,
+                                   unlinked_items="keep")
         ds.name = name
         return ds
     elif name in _AMAZON:
@@ -387,6 +424,39 @@ def _convert(name: str, root: Path, seed: int) -> Dataset:
     side = _ml1m_side_files(name, root)
     if side:
         attach_ml1m_features(ds, movies=side.get("movies.dat"), users=side.get("users.dat"))
+    return ds
+
+
+def read_recbole_relinked(root: Path, stem: str, **kwargs: Any) -> Dataset:
+    """:func:`~kgrec.data.readers.read_recbole`, re-keying the link by titles where it is
+    RecBole's ``ml-100k.link`` (keyed in MovieLens-1M ids; :mod:`kgrec.data.readers.relink`):
+    needs ``<stem>.item`` (titles, years) and MovieLens-1M's ``movies.dat`` (found or
+    downloaded, see :func:`_ml1m_movies`); ``meta["link"]`` records the counts."""
+    from kgrec.data.readers.recbole import _atomic_columns
+    from kgrec.data.readers.relink import is_recbole_ml100k_link, ml1m_titles, relink_by_title
+
+    link_p, item_p = root / f"{stem}.link", root / f"{stem}.item"
+    if not is_recbole_ml100k_link(link_p):
+        return read_recbole(root, stem, **kwargs)
+    _atomic_columns(root / f"{stem}.inter", ["user_id", "item_id"])  # its errors come first
+    if not item_p.is_file():
+        raise DataError(f"{link_p.name} is RecBole's MovieLens-100K link, keyed in MovieLens-1M "
+                        f"ids; re-keying it by titles needs {item_p.name} (titles, years)",
+                        path=item_p)
+    movies = _ml1m_movies(root, link_p.name)
+    link = _atomic_columns(link_p, ["item_id", "entity_id"])
+    cols = _atomic_columns(item_p, ["item_id", "movie_title", "release_year"],
+                           allow_empty=True)
+    ref_ids, ref_titles, ref_years = ml1m_titles(movies)
+    items, ents, stats = relink_by_title(
+        link["item_id"], link["entity_id"], items=cols["item_id"], titles=cols["movie_title"],
+        years=cols["release_year"], ref_ids=ref_ids, ref_titles=ref_titles,
+        ref_years=ref_years)
+    ds = read_recbole(root, stem, link=(items, ents), **kwargs)
+    ds.source_checksums[movies.name] = file_sha256(movies)
+    ds.meta["link"] = {"repaired": "RecBole's ml-100k.link keys MovieLens-1M ids: re-keyed "
+                                   "to MovieLens-100K ids by titles (kgrec.data.readers."
+                                   "relink)", **stats}
     return ds
 
 
@@ -470,6 +540,11 @@ def load_dataset(name: str, *, seed: int = 0, refresh: bool = False,
             raise FileNotFoundError(_missing_message(name))
         root = _derive_movie_half(seed) if name == "movie-half" else download(name)
     layout = next(lay for lay in e.layouts if all((root / f).is_file() for f in lay))
+    if name == "ml-100k-kg":
+        from kgrec.data.readers.relink import is_recbole_ml100k_link
+
+        if is_recbole_ml100k_link(root / "ml-100k.link"):
+            _ml1m_movies(root)  # the link's repair reads it: there before the cache key
     files = _source_files(name, root, layout)
 
     def build() -> Dataset:

@@ -326,6 +326,8 @@ class Dataset:
             linked = self.meta.get("unlinked_items")
             if linked is not None:
                 text += f"; {s['items'] - linked:,} items linked, {linked:,} not"
+            if isinstance(self.meta.get("link"), dict):
+                text += " (RecBole's MovieLens-1M-keyed link re-keyed by titles)"
             text += ". "
         else:
             text += "No knowledge graph. "

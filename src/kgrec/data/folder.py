@@ -193,15 +193,16 @@ def read_folder(path: str | Path, *, seed: int = 0, name: str | None = None) -> 
         read_mkr_final,
         read_mkr_raw,
         read_ml100k,
-        read_recbole,
     )
 
     d = Path(path)
     fmt, info = detect_format(d)
     name = name or d.resolve().name
     if fmt == "recbole":
-        ds = read_recbole(d, info["name"], threshold=4.0, seed=seed, unlinked_items="keep",
-                          require_kg=False)
+        from kgrec.data.catalog import read_recbole_relinked
+
+        ds = read_recbole_relinked(d, info["name"], threshold=4.0, seed=seed,
+                                   unlinked_items="keep", require_kg=False)
         ds.name = name
     elif fmt == "mkr-final":
         links = d / "item_index2entity_id.txt"

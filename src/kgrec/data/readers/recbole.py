@@ -89,7 +89,8 @@ def read_atomic_features(path: str | Path, id_col: str, ids: np.ndarray) -> Feat
 
 def read_recbole(directory: str | Path, name: str, *, threshold: float | None = None,
                  seed: int = 0, unlinked_items: str = "drop", features: bool = True,
-                 require_kg: bool = True) -> Dataset:
+                 require_kg: bool = True,
+                 link: tuple[np.ndarray, np.ndarray] | None = None) -> Dataset:
     """Read RecBole atomic files ``<directory>/<name>.inter``, ``.kg`` and ``.link``.
 
     ``.inter`` needs ``user_id`` and ``item_id``; with a ``label`` column the rows are kept
@@ -102,7 +103,9 @@ def read_recbole(directory: str | Path, name: str, *, threshold: float | None = 
     ``"keep"`` keeps every item (RecBole's way; see :func:`~kgrec.data.readers.frames._build`).
     With ``features``, ``<name>.item`` / ``<name>.user`` (when present) become
     ``item_features`` / ``user_features`` (see :func:`read_atomic_features`). Without
-    ``require_kg``, missing ``.kg`` / ``.link`` files give a dataset without a KG.
+    ``require_kg``, missing ``.kg`` / ``.link`` files give a dataset without a KG. ``link``:
+    ``(item ids, entity ids)`` to use instead of the ``.link`` file's (a repaired link, see
+    :mod:`kgrec.data.readers.relink`).
     """
     d = Path(directory)
     inter_p, kg_p, link_p = (d / f"{name}.{ext}" for ext in ("inter", "kg", "link"))
@@ -120,7 +123,10 @@ def read_recbole(directory: str | Path, name: str, *, threshold: float | None = 
         kg = _atomic_columns(kg_p, ["head_id", "relation_id", "tail_id"])
     else:  # an interaction-only folder
         kg = {"head_id": empty, "relation_id": empty, "tail_id": empty}
-    if require_kg or link_p.exists():
+    if link is not None:
+        link = {"item_id": np.asarray(link[0], dtype=str),
+                "entity_id": np.asarray(link[1], dtype=str)}
+    elif require_kg or link_p.exists():
         link = _atomic_columns(link_p, ["item_id", "entity_id"])
     else:
         link = {"item_id": empty, "entity_id": empty}
