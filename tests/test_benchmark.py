@@ -107,6 +107,14 @@ def test_quick_benchmark_end_to_end(tmp_path):
     assert res2.exit_code == 0 and "0 to run" in res2.output
     again = json.loads((out / "q.json").read_text())
     assert [r["test"] for r in again["runs"]] == [r["test"] for r in data["runs"]]
+    # a run logged from other data (a changed file or conversion) is run again, not resumed
+    log = runs / "q" / "jobs.jsonl"
+    lines = log.read_text().splitlines()
+    first = json.loads(lines[0])
+    first["data_version"] = "0" * 16
+    log.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    res3 = CliRunner().invoke(app, args)
+    assert res3.exit_code == 0 and "1 finished run(s)" in res3.output and "1 to run" in res3.output
 
 
 def test_cold_section_and_kg_value_table(tmp_path):

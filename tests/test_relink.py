@@ -46,7 +46,7 @@ def test_ml100k_kg_link_repaired_on_the_shared_files(data_dir, monkeypatch):
     assert ent["Star Wars"] == "m.0dtfn" and ent["Toy Story"] == "m.0dyb1"
     assert ent["Titanic"] != "m.0b8l01"
     # the graph's genres now agree with MovieLens' own: Freebase's Animation (m.0hcr)
-    # films are animated films (before the repair: 4 of 44)
+    # films are animated films (39 of 42; before the repair 3 of 44)
     anim = ds.entity_ids.tolist().index("m.0hcr")
     heads = ds.kg[(ds.kg[:, 2] == anim) & (ds.relation_ids[ds.kg[:, 1]] == "film.film.genre"), 0]
     item_of = {e: i for i, e in enumerate(ds.item_entity)}

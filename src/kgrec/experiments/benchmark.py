@@ -335,8 +335,20 @@ def run_job(job: Job, runs_dir: str, threads: int | None) -> dict[str, Any]:
         "seconds": time.perf_counter() - t0,
         "seconds_per_epoch": m["timings"]["seconds_per_epoch"],
         "data_checksum": m["data_checksum"],
+        "data_version": data_version(m.get("source_checksums") or {}),
         "threads": threads,
     }
+
+
+def data_version(source_checksums: dict[str, str]) -> str:
+    """What a finished run was made from: its dataset's source files (sha256) and the
+    catalog's conversion version. A run logged under another version (a changed file, a
+    repaired conversion) is not resumed."""
+    from kgrec.data.catalog import CONVERSION_VERSION
+
+    text = json.dumps({"conversion": CONVERSION_VERSION, "sources": source_checksums},
+                      sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
 def _load_log(path: Path) -> dict[str, dict[str, Any]]:
@@ -356,13 +368,27 @@ def run_benchmark(cfg: BenchmarkConfig, *, progress: bool = True,
     """Run (or resume) every job of ``cfg`` and write the report; returns the results."""
     from kgrec.data.catalog import load_dataset
 
+    versions: dict[tuple[str, int], str] = {}
+
+    def version(ds: str, seed: int) -> str:
+        if (ds, seed) not in versions:
+            versions[ds, seed] = data_version(load_dataset(ds, seed=seed).source_checksums)
+        return versions[ds, seed]
+
     for ds in cfg.datasets:  # fail early (missing data) and convert once, before workers start
-        load_dataset(ds, seed=0)
+        version(ds, 0)
     jobs = plan_jobs(cfg)
     run_root = Path(cfg.runs_dir) / str(cfg.name)
     run_root.mkdir(parents=True, exist_ok=True)
     log_path = run_root / "jobs.jsonl"
     done = {} if cfg.fresh else _load_log(log_path)
+    stale = [k for k, r in done.items() if r["job"]["dataset"] in cfg.datasets
+             and r.get("data_version") != version(r["job"]["dataset"], r["job"]["seed"])]
+    if stale:
+        log(f"{len(stale)} finished run(s) in {log_path} were made from other data (changed "
+            f"source files or conversion): run again")
+        for k in stale:
+            del done[k]
     if cfg.fresh and log_path.exists():
         log_path.unlink()
     todo = [j for j in jobs if j.key not in done
