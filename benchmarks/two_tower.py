@@ -260,7 +260,8 @@ def main() -> None:
     commit = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
     meta = {"command": "python benchmarks/two_tower.py"
-                       + (f" --plan {a.plan}" if a.plan != "default" else ""),
+                       + (f" --plan {a.plan}" if a.plan != "default" else "")
+                       + (f" --name {a.name}" if a.name else ""),
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, {a.workers} runs at a "
                        "time", "commit": commit, "patience": a.patience}
