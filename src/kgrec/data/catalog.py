@@ -329,8 +329,8 @@ def _ml1m_movies(root: Path, link: str = "ml-100k.link") -> Path:
     if found is not None:
         return found
     try:
-        return _get(Source("movies.dat", _ML1M, None, member="ml-1m/movies.dat"),
-                    cache_dir() / "raw" / "ml-1m", {})
+        source = next(s for s in CATALOG["movie"].sources if s.filename == "movies.dat")
+        return _get(source, cache_dir() / "raw" / "ml-1m", {})
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         if isinstance(exc, DataError):
             raise
@@ -370,19 +370,20 @@ def _cache_key(files: list[Path], seed: int) -> str:
 
 
 def _ml1m_side_files(name: str, root: Path) -> dict[str, Path]:
-    """MovieLens-1M ``movies.dat`` / ``users.dat`` for ``movie`` / ``movie-half`` (and
-    ``movies.dat`` for ``ml-100k-kg``'s link): next to the ratings, else in
-    ``$KGREC_DATA/ml-1m/`` (optional; missing ones are skipped)."""
-    if name == "ml-100k-kg":
-        return {k: v for k, v in _ml1m_side_files("movie", root).items() if k == "movies.dat"}
-    if name not in ("movie", "movie-half"):
+    """MovieLens-1M ``movies.dat`` / ``users.dat`` for ``movie`` / ``movie-half``: next to
+    the ratings, else in ``$KGREC_DATA/ml-1m/`` (optional; missing ones are skipped). For
+    ``ml-100k-kg``, ``movies.dat`` (its link's re-keying), also from kgrec's own downloads."""
+    if name not in ("movie", "movie-half", "ml-100k-kg"):
         return {}
     dirs = [root]
     if os.environ.get("KGREC_DATA"):
         dirs.append(Path(os.environ["KGREC_DATA"]) / "ml-1m")
-    dirs += [cache_dir() / "raw" / "ml-1m", cache_dir() / "raw" / "movie"]
+    files = ("movies.dat", "users.dat")
+    if name == "ml-100k-kg":
+        dirs += [cache_dir() / "raw" / "ml-1m", cache_dir() / "raw" / "movie"]
+        files = ("movies.dat",)
     out = {}
-    for f in ("movies.dat", "users.dat"):
+    for f in files:
         hit = next((d / f for d in dirs if (d / f).is_file()), None)
         if hit is not None:
             out[f] = hit
