@@ -30,11 +30,17 @@ RESULTS = Path(__file__).resolve().parent / "results"
 GENRES = ("Animation", "Documentary", "Horror", "Western", "Sci-Fi", "Film-Noir")
 
 
+def entity_item(ds) -> np.ndarray:
+    """``(n_entities,)`` the item of each entity (-1: none; the last item where several
+    share one)."""
+    out = np.full(ds.n_entities, -1)
+    out[ds.item_entity] = np.arange(ds.n_items)
+    return out
+
+
 def item_tail_matrix(ds) -> sp.csr_matrix:
     """``(n_items, n_entities)`` 0/1: the tails of each item entity's triples."""
-    ent_item = np.full(ds.n_entities, -1)
-    ent_item[ds.item_entity] = np.arange(ds.n_items)
-    rows = ent_item[ds.kg[:, 0]]
+    rows = entity_item(ds)[ds.kg[:, 0]]
     keep = rows >= 0
     x = sp.csr_matrix((np.ones(int(keep.sum())), (rows[keep], ds.kg[keep, 2])),
                       shape=(ds.n_items, ds.n_entities))
@@ -46,8 +52,7 @@ def genre_agreement(ds) -> dict[str, dict]:
     """Per MovieLens genre: the best-matching Freebase genre entity, its films, how many of
     them carry the MovieLens genre, F1."""
     rel = ds.relation_ids.tolist().index("film.film.genre")
-    ent_item = np.full(ds.n_entities, -1)
-    ent_item[ds.item_entity] = np.arange(ds.n_items)
+    ent_item = entity_item(ds)
     trip = ds.kg[(ds.kg[:, 1] == rel) & (ent_item[ds.kg[:, 0]] >= 0)]
     items, tails = ent_item[trip[:, 0]], trip[:, 2]
     cls = ds.item_features.field("class")

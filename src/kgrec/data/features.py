@@ -461,12 +461,13 @@ def tower_features(ds: Dataset, *, kg: bool = True, min_coverage: float = 0.01,
     the item values fewer than ``min_value_items`` items hold (:meth:`FeatureField.drop_rare`,
     counted over the whole catalogue, never over clicks).
     """
-    def keep(table: FeatureTable | None, prefix: str = "") -> dict[str, FeatureField]:
+    def keep(table: FeatureTable | None, prefix: str = "", min_rows: int = 1
+             ) -> dict[str, FeatureField]:
         if table is None:
             return {}
         out = {}
         for name in table.fields:
-            f = table.field(name)
+            f = table.field(name).drop_rare(min_rows)
             if len(f.vocab) and (f.lengths() > 0).mean() >= min_coverage:
                 out[prefix + name] = f
         return out
@@ -476,13 +477,9 @@ def tower_features(ds: Dataset, *, kg: bool = True, min_coverage: float = 0.01,
         return FeatureField(np.arange(n + 1), np.arange(n), vocab, multi=False)
 
     items = FeatureTable(ds.n_items, {"item_id": ids(ds.n_items, ds.item_ids)})
-    fields = keep(ds.item_features)
+    fields = keep(ds.item_features, min_rows=min_value_items)
     if kg and len(ds.kg):
-        fields.update(keep(kg_item_features(ds), "kg:"))
-    if min_value_items > 1:
-        rare = {name: f.drop_rare(min_value_items) for name, f in fields.items()}
-        fields = {name: f for name, f in rare.items()
-                  if len(f.vocab) and (f.lengths() > 0).mean() >= min_coverage}
+        fields.update(keep(kg_item_features(ds), "kg:", min_rows=min_value_items))
     for name, f in fields.items():
         items.set(name, f)
     users = FeatureTable(ds.n_users, {"user_id": ids(ds.n_users, ds.user_ids)})
