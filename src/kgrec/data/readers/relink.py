@@ -21,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from kgrec.data.readers.movielens import _YEAR
 from kgrec.data.readers.table import read_table
+from kgrec.utils.lazy import pd
 
 __all__ = ["RECBOLE_ML100K_LINK_SHA256", "is_recbole_ml100k_link", "ml1m_titles",
            "normalise_title", "relink_by_title"]
@@ -30,7 +32,6 @@ __all__ = ["RECBOLE_ML100K_LINK_SHA256", "is_recbole_ml100k_link", "ml1m_titles"
 #: keys are MovieLens-1M movie ids
 RECBOLE_ML100K_LINK_SHA256 = "524dca2c3d62619688ab99b3ec53ea2acb9b64d38eafec3e02bdd0dc6bb7d948"
 
-_YEAR = re.compile(r"\s*\((\d{4})\)\s*$")
 _ARTICLE = re.compile(r"^(.*), (The|A|An|Les|Le|La|L'|Il|Das|Der|Die|El)$", re.IGNORECASE)
 
 
@@ -52,12 +53,10 @@ def ml1m_titles(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(ids, titles, years)`` of MovieLens-1M's ``movies.dat`` (``Title (Year)`` split;
     year ``""`` where the title has none)."""
     ids, raw, _ = read_table(Path(path), sep="::", n_cols=3, int_cols=(0,), encoding="latin-1")
-    titles, years = [], []
-    for t in raw:
-        m = _YEAR.search(t)
-        titles.append(t[: m.start()] if m else t)
-        years.append(m.group(1) if m else "")
-    return np.asarray(ids, np.int64), np.asarray(titles, str), np.asarray(years, str)
+    t = pd.Series(np.asarray(raw, dtype=str))
+    years = t.str.extract(_YEAR, expand=False).fillna("")
+    titles = t.str.replace(r"\s*" + _YEAR, "", regex=True)
+    return (np.asarray(ids, np.int64), titles.to_numpy(dtype=str), years.to_numpy(dtype=str))
 
 
 def relink_by_title(link_keys: np.ndarray, link_entities: np.ndarray, *,
